@@ -1,0 +1,85 @@
+/**
+ * The Broker port: publishes task messages and hands them to consumers with at-least-once delivery.
+ * Implementations: `Broker/Redis.ts` (Redis Streams, the default) and `Broker/Memory.ts`.
+ */
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import type * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import type { MessageDecodeError, TaskMessage } from "./TaskMessage.js"
+
+/** Why a broker operation failed. `url` is always redacted. */
+export class BrokerError extends Schema.TaggedError<BrokerError>()("BrokerError", {
+  reason: Schema.Literal("Connect", "Publish", "Read", "Ack", "Config", "MessageTooLarge"),
+  detail: Schema.String,
+  url: Schema.optional(Schema.String),
+  queue: Schema.optional(Schema.String),
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message(): string {
+    const where = [this.url && `url ${this.url}`, this.queue && `queue ${this.queue}`].filter(Boolean).join(", ")
+    return `Broker ${this.reason} failed${where ? ` (${where})` : ""}: ${this.detail}`
+  }
+}
+
+/** When a worker acknowledges a message (taskiq's `--ack-type`). */
+export type AckPolicy = "when_received" | "when_executed" | "when_saved"
+
+/** One delivery of a message to a consumer. The message is decoded once, by the broker. */
+export interface Delivery {
+  /** The broker's id for this entry (the Redis stream entry id). */
+  readonly id: string
+  /** 1 on the first delivery; grows each time the message is reclaimed from a dead or stalled consumer. */
+  readonly deliveryCount: number
+  /** The raw payload, kept for dead-lettering. */
+  readonly data: string | undefined
+  readonly message: Either.Either<TaskMessage, MessageDecodeError>
+}
+
+/** A consumer's view of the queue; its scope releases whatever it still holds, so nothing waits for a lease. */
+export interface Consumer {
+  readonly name: string
+  /** Up to `max` deliveries; waits a short while when the queue is empty and may return none. */
+  readonly read: (max: number) => Effect.Effect<ReadonlyArray<Delivery>, BrokerError>
+  /** The message is done: it leaves the queue for good. */
+  readonly ack: (delivery: Delivery) => Effect.Effect<void, BrokerError>
+  /** Hands messages back unfinished so that any consumer can take them at once. */
+  readonly release: (deliveries: ReadonlyArray<Delivery>) => Effect.Effect<void, BrokerError>
+  /** Moves a message to the dead-letter queue with the reason, and acknowledges it. */
+  readonly deadLetter: (delivery: Delivery, reason: string) => Effect.Effect<void, BrokerError>
+}
+
+/** Options for a consumer. */
+export interface ConsumerOptions {
+  /** How long a delivered message stays with a consumer that stops renewing it (default 30 s). */
+  readonly leaseMs?: number | undefined
+  /** How long an empty read waits for work (default 1 s). */
+  readonly blockMs?: number | undefined
+}
+
+/** A dead-lettered message, as an operator sees it. */
+export interface DeadLetter {
+  readonly id: string
+  readonly data: string
+  readonly reason: string
+  readonly taskId: string | undefined
+  readonly deliveries: number
+}
+
+/** The broker service. */
+export class Broker extends Context.Tag("effect-taskiq/Broker")<Broker, {
+  readonly queueName: string
+  /** Publishes a message; resolves once the broker has stored it. */
+  readonly publish: (message: TaskMessage) => Effect.Effect<void, BrokerError>
+  /** Publishes raw payload text as another producer would (tests, replays). */
+  readonly publishRaw: (data: string) => Effect.Effect<void, BrokerError>
+  readonly consumer: (options?: ConsumerOptions) => Effect.Effect<Consumer, BrokerError, Scope.Scope>
+  /** The dead-lettered messages, oldest first. */
+  readonly deadLetters: (count?: number) => Effect.Effect<ReadonlyArray<DeadLetter>, BrokerError>
+  /** Messages waiting or running (not yet acknowledged). */
+  readonly size: Effect.Effect<number, BrokerError>
+}>() {}
+
+/** The default lease and empty-read wait. */
+export const defaults = { leaseMs: 30_000, blockMs: 1_000 } as const

@@ -1,0 +1,170 @@
+/**
+ * An in-memory broker with the Redis broker's semantics (leases, reclaim, dead letters), for tests
+ * and demos in one process.
+ */
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import { Broker, BrokerError, type ConsumerOptions, type DeadLetter, defaults, type Delivery } from "../Broker.js"
+import * as TaskMessage from "../TaskMessage.js"
+
+/** Options of the in-memory broker. */
+export interface MemoryBrokerOptions {
+  readonly queueName?: string | undefined
+  readonly maxMessageBytes?: number | undefined
+}
+
+interface Entry {
+  readonly id: string
+  readonly data: string
+  owner: string | undefined
+  deliveredAt: number
+  deliveries: number
+}
+
+/** Builds an in-memory broker. */
+export const make = (options: MemoryBrokerOptions = {}) =>
+  Effect.sync(() => {
+    const queueName = options.queueName ?? "memory"
+    const maxMessageBytes = options.maxMessageBytes ?? 1024 * 1024
+    const entries = new Map<string, Entry>()
+    const fresh: Array<Entry> = []
+    const dead: Array<DeadLetter> = []
+    const waiters = new Set<() => void>()
+    let seq = 0
+
+    const wake = () => {
+      for (const w of waiters) w()
+      waiters.clear()
+    }
+
+    const publishRaw = (data: string) =>
+      Effect.suspend(() => {
+        if (Buffer.byteLength(data) > maxMessageBytes) {
+          return Effect.fail(
+            new BrokerError({
+              reason: "MessageTooLarge",
+              detail: `${Buffer.byteLength(data)} bytes is over maxMessageBytes (${maxMessageBytes})`,
+              queue: queueName
+            })
+          )
+        }
+        const entry: Entry = { id: `${Date.now()}-${seq++}`, data, owner: undefined, deliveredAt: 0, deliveries: 0 }
+        entries.set(entry.id, entry)
+        fresh.push(entry)
+        wake()
+        return Effect.void
+      })
+
+    const toDelivery = (e: Entry): Delivery => ({
+      id: e.id,
+      deliveryCount: e.deliveries,
+      data: e.data,
+      message: TaskMessage.decodeJson(e.data)
+    })
+
+    const consumer = (consumerOptions: ConsumerOptions = {}) =>
+      Effect.gen(function*() {
+        const leaseMs = consumerOptions.leaseMs ?? defaults.leaseMs
+        const blockMs = consumerOptions.blockMs ?? defaults.blockMs
+        const name = `memory-${Math.random().toString(36).slice(2, 8)}`
+
+        const take = (max: number): Array<Delivery> => {
+          const now = Date.now()
+          const out: Array<Delivery> = []
+          for (const e of entries.values()) {
+            if (out.length >= max) break
+            if (e.owner !== undefined && now - e.deliveredAt >= leaseMs) {
+              e.owner = name
+              e.deliveredAt = now
+              e.deliveries++
+              out.push(toDelivery(e))
+            }
+          }
+          while (out.length < max && fresh.length > 0) {
+            const e = fresh.shift()!
+            if (!entries.has(e.id)) continue
+            e.owner = name
+            e.deliveredAt = now
+            e.deliveries = 1
+            out.push(toDelivery(e))
+          }
+          return out
+        }
+
+        const waitForWork = Effect.async<void>((resume) => {
+          const done = () => resume(Effect.void)
+          const timer = setTimeout(() => {
+            waiters.delete(done)
+            done()
+          }, blockMs)
+          waiters.add(done)
+          return Effect.sync(() => {
+            clearTimeout(timer)
+            waiters.delete(done)
+          })
+        })
+
+        const read = (max: number) =>
+          Effect.suspend(() => {
+            if (max <= 0) return Effect.succeed([] as ReadonlyArray<Delivery>)
+            const now = take(max)
+            return now.length > 0 ? Effect.succeed(now) : Effect.as(waitForWork, null).pipe(Effect.map(() => take(max)))
+          })
+
+        const owned = (id: string) => {
+          const e = entries.get(id)
+          return e !== undefined && e.owner === name ? e : undefined
+        }
+
+        const ack = (d: Delivery) => Effect.sync(() => void entries.delete(d.id))
+
+        const release = (ds: ReadonlyArray<Delivery>) =>
+          Effect.sync(() => {
+            for (const d of ds) {
+              const e = owned(d.id)
+              if (e) e.deliveredAt = 0
+            }
+            if (ds.length > 0) wake()
+          })
+
+        const deadLetter = (d: Delivery, reason: string) =>
+          Effect.sync(() => {
+            entries.delete(d.id)
+            dead.push({
+              id: d.id,
+              data: d.data ?? "",
+              reason,
+              taskId: Either.isRight(d.message) ? d.message.right.taskId : d.message.left.taskId,
+              deliveries: d.deliveryCount
+            })
+          })
+
+        yield* Effect.sync(() => {
+          const now = Date.now()
+          for (const e of entries.values()) if (e.owner === name) e.deliveredAt = now
+        }).pipe(Effect.repeat(Schedule.spaced(Math.max(10, Math.floor(leaseMs / 3)))), Effect.forkScoped)
+
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            for (const e of entries.values()) if (e.owner === name) e.deliveredAt = 0
+            wake()
+          })
+        )
+
+        return { name, read, ack, release, deadLetter }
+      })
+
+    return Broker.of({
+      queueName,
+      publish: (message) => Effect.suspend(() => publishRaw(TaskMessage.encodeJson(message))),
+      publishRaw,
+      consumer,
+      deadLetters: (count = 100) => Effect.sync(() => dead.slice(0, count)),
+      size: Effect.sync(() => entries.size)
+    })
+  })
+
+/** A layer with a fresh in-memory broker. */
+export const layer = (options: MemoryBrokerOptions = {}): Layer.Layer<Broker> => Layer.effect(Broker, make(options))

@@ -1,0 +1,309 @@
+/**
+ * The Redis Streams broker: one stream per queue, consumer group `taskiq`, ack = XACK + XDEL,
+ * crash recovery by XAUTOCLAIM, lease renewal, and a dead-letter stream.
+ */
+import { readFileSync } from "node:fs"
+import { hostname } from "node:os"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import type { Redis } from "ioredis"
+import { Broker, BrokerError, type ConsumerOptions, type DeadLetter, defaults, type Delivery } from "../Broker.js"
+import * as RedisConnection from "../RedisConnection.js"
+import * as TaskMessage from "../TaskMessage.js"
+
+/** Options of the Redis Streams broker. */
+export interface RedisBrokerOptions {
+  /** The stream's key (default `kc_taskiq_queue`); put a `{hash tag}` in it for Redis Cluster. */
+  readonly queueName?: string | undefined
+  /** The consumer group (default `taskiq`, as taskiq-redis). */
+  readonly group?: string | undefined
+  /** Dead letters kept, approximately (default 10,000). */
+  readonly maxDeadLetters?: number | undefined
+  /** Largest message accepted at publish, bytes (default 1 MiB). */
+  readonly maxMessageBytes?: number | undefined
+}
+
+/** The default queue name. */
+export const defaultQueueName = "kc_taskiq_queue"
+
+/** The key names a queue uses, built in one place. */
+export const keys = (queueName: string) => ({ stream: queueName, deadLetters: `${queueName}:dead` }) as const
+
+const script = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), "utf8")
+const scripts = {
+  ack: { numberOfKeys: 1, lua: script("ack") },
+  claimOwn: { numberOfKeys: 1, lua: script("claim_own") },
+  reclaim: { numberOfKeys: 1, lua: script("reclaim") },
+  deadLetter: { numberOfKeys: 2, lua: script("dead_letter") }
+} as const
+
+interface ScriptedRedis extends Redis {
+  taskiqAck(stream: string, group: string, ...ids: Array<string>): Promise<number>
+  taskiqClaimOwn(stream: string, group: string, consumer: string, idleMs: number, ...ids: Array<string>): Promise<Array<string>>
+  taskiqReclaim(
+    stream: string,
+    group: string,
+    consumer: string,
+    minIdleMs: number,
+    cursor: string,
+    count: number
+  ): Promise<[string, Array<[string, Array<string> | null, number]>]>
+  taskiqDeadLetter(
+    stream: string,
+    dlq: string,
+    group: string,
+    id: string,
+    data: string,
+    reason: string,
+    taskId: string,
+    deliveries: number,
+    maxLen: number
+  ): Promise<number>
+}
+
+const withScripts = (client: Redis): ScriptedRedis => {
+  const c = client as ScriptedRedis
+  if (typeof c.taskiqAck !== "function") {
+    for (const [name, def] of Object.entries(scripts)) {
+      c.defineCommand(`taskiq${name[0]!.toUpperCase()}${name.slice(1)}`, def)
+    }
+  }
+  return c
+}
+
+const errorText = (cause: unknown): string => String((cause as Error)?.message ?? cause)
+
+const fieldValue = (fields: ReadonlyArray<string> | null, name: string): string | undefined => {
+  if (!fields) return undefined
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1]
+  return undefined
+}
+
+const toDelivery = (id: string, fields: ReadonlyArray<string> | null, deliveryCount: number): Delivery => {
+  const data = fieldValue(fields, "data")
+  return {
+    id,
+    deliveryCount,
+    data,
+    message: data === undefined
+      ? Either.left(new TaskMessage.MessageDecodeError({ reason: "InvalidShape", detail: "the stream entry has no 'data' field" }))
+      : TaskMessage.decodeJson(data)
+  }
+}
+
+/** Builds the broker over a connection; creates the consumer group (at id 0, with MKSTREAM). */
+export const make = (options: RedisBrokerOptions = {}) =>
+  Effect.gen(function*() {
+    const conn = yield* RedisConnection.RedisConnection
+    const client = withScripts(conn.client)
+    const queueName = options.queueName ?? defaultQueueName
+    const group = options.group ?? "taskiq"
+    const k = keys(queueName)
+    const maxDeadLetters = options.maxDeadLetters ?? 10_000
+    const maxMessageBytes = options.maxMessageBytes ?? 1024 * 1024
+    const fail = (reason: BrokerError["reason"], cause: unknown) =>
+      new BrokerError({ reason, detail: errorText(cause), url: conn.url, queue: queueName, cause })
+
+    const ensureGroup = Effect.tryPromise({
+      try: () => client.xgroup("CREATE", k.stream, group, "0", "MKSTREAM"),
+      catch: (cause) => cause
+    }).pipe(
+      Effect.catchAll((cause) =>
+        errorText(cause).includes("BUSYGROUP") ? Effect.void : Effect.fail(fail("Connect", cause))
+      ),
+      Effect.asVoid
+    )
+    yield* ensureGroup
+
+    const publishRaw = (data: string) =>
+      Buffer.byteLength(data) > maxMessageBytes
+        ? Effect.fail(
+          new BrokerError({
+            reason: "MessageTooLarge",
+            detail: `${Buffer.byteLength(data)} bytes is over maxMessageBytes (${maxMessageBytes})`,
+            queue: queueName
+          })
+        )
+        : Effect.tryPromise({ try: () => client.xadd(k.stream, "*", "data", data), catch: (c) => fail("Publish", c) })
+          .pipe(Effect.asVoid)
+
+    const consumer = (consumerOptions: ConsumerOptions = {}) =>
+      Effect.gen(function*() {
+        const leaseMs = consumerOptions.leaseMs ?? defaults.leaseMs
+        const blockMs = consumerOptions.blockMs ?? defaults.blockMs
+        const name = `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
+        const reader = yield* conn.duplicate(`reader:${queueName}`)
+        const held = new Set<string>()
+        let cursor = "0-0"
+        let nextReclaimAt = 0
+
+        const claimOwn = (idleMs: number, ids: ReadonlyArray<string>) =>
+          Effect.tryPromise({
+            try: async () => {
+              const owned: Array<string> = []
+              for (let i = 0; i < ids.length; i += 1000) {
+                owned.push(...await client.taskiqClaimOwn(k.stream, group, name, idleMs, ...ids.slice(i, i + 1000)))
+              }
+              return owned
+            },
+            catch: (c) => fail("Ack", c)
+          })
+
+        const reclaim = (max: number) =>
+          Effect.tryPromise({
+            try: () => client.taskiqReclaim(k.stream, group, name, leaseMs, cursor, max),
+            catch: (c) => fail("Read", c)
+          }).pipe(
+            Effect.map(([next, entries]) => {
+              cursor = next
+              // A full pass is done when the cursor wraps; then wait a fraction of the lease before the next one.
+              if (next === "0-0") nextReclaimAt = Date.now() + Math.max(50, Math.floor(leaseMs / 2))
+              return entries.map(([id, fields, count]) => toDelivery(id, fields, Number(count)))
+            })
+          )
+
+        const readNew = (max: number) =>
+          Effect.tryPromise({
+            try: () =>
+              reader.xreadgroup(
+                "GROUP",
+                group,
+                name,
+                "COUNT",
+                max,
+                "BLOCK",
+                blockMs,
+                "STREAMS",
+                k.stream,
+                ">"
+              ) as Promise<Array<[string, Array<[string, Array<string>]>]> | null>,
+            catch: (c) => c
+          }).pipe(
+            Effect.catchAll((cause) =>
+              // The stream (and its group) was deleted under us: recreate and read again next time.
+              errorText(cause).includes("NOGROUP") ? Effect.as(ensureGroup, null) : Effect.fail(fail("Read", cause))
+            ),
+            Effect.map((reply) => reply === null || reply[0] === undefined ? [] : reply[0][1].map(([id, fields]) => toDelivery(id, fields, 1)))
+          )
+
+        const read = (max: number) =>
+          Effect.suspend(() =>
+            max <= 0
+              ? Effect.succeed([] as ReadonlyArray<Delivery>)
+              : Date.now() >= nextReclaimAt
+              ? Effect.flatMap(reclaim(max), (claimed) => claimed.length > 0 ? Effect.succeed(claimed) : readNew(max))
+              : readNew(max)
+          ).pipe(
+            Effect.tap((deliveries) => {
+              for (const d of deliveries) held.add(d.id)
+            })
+          )
+
+        const ack = (delivery: Delivery) =>
+          Effect.tryPromise({
+            try: () => client.taskiqAck(k.stream, group, delivery.id),
+            catch: (c) => fail("Ack", c)
+          }).pipe(Effect.tap(() => held.delete(delivery.id)), Effect.asVoid)
+
+        const release = (deliveries: ReadonlyArray<Delivery>) =>
+          deliveries.length === 0
+            ? Effect.void
+            : claimOwn(leaseMs + 1_000, deliveries.map((d) => d.id)).pipe(
+              Effect.tap(() => {
+                for (const d of deliveries) held.delete(d.id)
+              }),
+              Effect.asVoid
+            )
+
+        const deadLetter = (delivery: Delivery, reason: string) =>
+          Effect.tryPromise({
+            try: () =>
+              client.taskiqDeadLetter(
+                k.stream,
+                k.deadLetters,
+                group,
+                delivery.id,
+                delivery.data ?? "",
+                reason,
+                Either.isRight(delivery.message) ? delivery.message.right.taskId : delivery.message.left.taskId ?? "",
+                delivery.deliveryCount,
+                maxDeadLetters
+              ),
+            catch: (c) => fail("Ack", c)
+          }).pipe(Effect.tap(() => held.delete(delivery.id)), Effect.asVoid)
+
+        // Renew the lease of everything this consumer holds, so a long task is never reclaimed while it runs.
+        yield* Effect.suspend(() => held.size === 0 ? Effect.void : claimOwn(0, [...held])).pipe(
+          Effect.catchAll((e) => Effect.logWarning("lease renewal failed; retrying", e)),
+          Effect.repeat(Schedule.spaced(Math.max(10, Math.floor(leaseMs / 3)))),
+          Effect.interruptible,
+          Effect.forkScoped
+        )
+
+        // On close, hand back what this consumer still holds, including what a cut-off blocking read delivered.
+        yield* Effect.addFinalizer(() =>
+          Effect.tryPromise(async () => {
+            // Cut a blocking read first: whatever it delivered is then in the pending list and handed back below.
+            reader.disconnect()
+            const pending = await client.xpending(k.stream, group, "-", "+", 10_000, name) as Array<[string, ...Array<unknown>]>
+            const ids = pending.map((p) => p[0])
+            for (let i = 0; i < ids.length; i += 1000) {
+              await client.taskiqClaimOwn(k.stream, group, name, leaseMs + 1_000, ...ids.slice(i, i + 1000))
+            }
+            await client.xgroup("DELCONSUMER", k.stream, group, name)
+          }).pipe(Effect.timeout("2 seconds"), Effect.ignore)
+        )
+
+        return { name, read, ack, release, deadLetter }
+      })
+
+    const deadLetters = (count = 100) =>
+      Effect.tryPromise({
+        try: () => client.xrange(k.deadLetters, "-", "+", "COUNT", count),
+        catch: (c) => fail("Read", c)
+      }).pipe(
+        Effect.map((entries) =>
+          entries.map(([id, fields]): DeadLetter => {
+            const taskId = fieldValue(fields, "task_id")
+            return {
+              id,
+              data: fieldValue(fields, "data") ?? "",
+              reason: fieldValue(fields, "reason") ?? "",
+              taskId: taskId === "" ? undefined : taskId,
+              deliveries: Number(fieldValue(fields, "deliveries") ?? 0)
+            }
+          })
+        )
+      )
+
+    return Broker.of({
+      queueName,
+      publish: (message) => Effect.suspend(() => publishRaw(TaskMessage.encodeJson(message))),
+      publishRaw,
+      consumer,
+      deadLetters,
+      size: Effect.tryPromise({ try: () => client.xlen(k.stream), catch: (c) => fail("Read", c) })
+    })
+  })
+
+/** The broker over a `RedisConnection`. */
+export const layer = (options: RedisBrokerOptions = {}): Layer.Layer<Broker, BrokerError, RedisConnection.RedisConnection> =>
+  Layer.effect(Broker, make(options))
+
+/** `TASKIQ_QUEUE_NAME`; defaults to `kc_taskiq_queue`. */
+export const queueNameConfig: Config.Config<string> = Config.string("TASKIQ_QUEUE_NAME").pipe(
+  Config.withDefault(defaultQueueName),
+  Config.withDescription("The Redis stream that carries the tasks.")
+)
+
+/** The broker configured from the environment (`TASKIQ_QUEUE_NAME`). */
+export const layerConfig: Layer.Layer<Broker, BrokerError, RedisConnection.RedisConnection> = Layer.effect(
+  Broker,
+  Effect.flatMap(
+    Effect.mapError(queueNameConfig, (e) => new BrokerError({ reason: "Config", detail: String(e) })),
+    (queueName) => make({ queueName })
+  )
+)

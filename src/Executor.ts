@@ -1,0 +1,188 @@
+/**
+ * The Executor: turns a message into a result. It looks the task up by name, decodes the arguments,
+ * runs the handler under its timeout and encodes the outcome. It never fails: every outcome is a result.
+ */
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import * as Task from "./Task.js"
+import type { TaskMessage } from "./TaskMessage.js"
+import * as TaskResult from "./TaskResult.js"
+
+/** The task ran longer than its timeout and was interrupted. */
+export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout", {
+  taskName: Schema.String,
+  timeoutMs: Schema.Number
+}) {
+  override get message(): string {
+    return `Task ${this.taskName} did not finish within ${this.timeoutMs} ms and was interrupted`
+  }
+}
+
+/** An outcome; `poison` is set when the message can never succeed and belongs in the dead-letter queue. */
+export interface Execution {
+  readonly result: TaskResult.TaskResult
+  readonly poison: string | undefined
+}
+
+/** The executor service. */
+export class Executor extends Context.Tag("effect-taskiq/Executor")<Executor, {
+  readonly execute: (message: TaskMessage) => Effect.Effect<Execution>
+  /** The names of the tasks it can run. */
+  readonly taskNames: ReadonlyArray<string>
+}>() {}
+
+/** The services the handlers of these tasks need. */
+export type TasksContext<T extends Task.Any> = T extends Task.Task<any, any, any, infer R> ? R : never
+
+const ownModule = "effect-taskiq"
+
+const typeName = (e: unknown): string => {
+  if (typeof e === "object" && e !== null) {
+    const tag = (e as { _tag?: unknown })._tag
+    if (typeof tag === "string") return tag
+    if (e instanceof Error) return e.name
+    return (e as object).constructor?.name ?? "Object"
+  }
+  return typeof e
+}
+
+const messageOf = (e: unknown): string => {
+  if (e instanceof Error) return e.message
+  if (typeof e === "string") return e
+  try {
+    return JSON.stringify(e) ?? String(e)
+  } catch {
+    return String(e)
+  }
+}
+
+const moduleOf = (e: unknown): string =>
+  e instanceof TaskTimeout || e instanceof Task.InvalidTask ? ownModule : "js"
+
+/** The wire form of a failed run: the error, its typed encoding (when a failure Schema has one) and the pretty cause. */
+export const errorFromCause = (cause: Cause.Cause<unknown>, encodeFailure?: Task.Any["encodeFailure"]): TaskResult.TaskError => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) {
+    const e = failure.value
+    let value: unknown = undefined
+    if (encodeFailure !== undefined) {
+      const encoded = encodeFailure(e)
+      if (Either.isRight(encoded)) value = encoded.right
+    }
+    return { excType: typeName(e), excMessage: [messageOf(e)], excModule: moduleOf(e), pretty: Cause.pretty(cause), value }
+  }
+  const defect = Cause.dieOption(cause)
+  if (Option.isSome(defect)) {
+    return {
+      excType: typeName(defect.value),
+      excMessage: [messageOf(defect.value)],
+      excModule: "js",
+      pretty: Cause.pretty(cause)
+    }
+  }
+  return { excType: "TaskInterrupted", excMessage: ["the task was interrupted"], excModule: ownModule, pretty: Cause.pretty(cause) }
+}
+
+const isPromiseLike = (u: unknown): u is PromiseLike<unknown> =>
+  typeof u === "object" && u !== null && typeof (u as PromiseLike<unknown>).then === "function"
+
+/** Runs a handler whatever it returns: an Effect, a Promise (its rejection becomes the failure), or a value. */
+export const runHandler = (handler: (...args: ReadonlyArray<unknown>) => unknown, args: ReadonlyArray<unknown>) =>
+  Effect.suspend((): Effect.Effect<unknown, unknown> => {
+    const out = handler(...args)
+    if (Effect.isEffect(out)) return out as Effect.Effect<unknown, unknown>
+    if (isPromiseLike(out)) return Effect.tryPromise({ try: () => out as Promise<unknown>, catch: (e) => e })
+    return Effect.succeed(out)
+  })
+
+const seconds = (start: number) => (performance.now() - start) / 1000
+
+const failed = (error: TaskResult.TaskError, start: number, labels: TaskMessage["labels"], poison?: string): Execution => ({
+  result: TaskResult.fail(error, seconds(start), labels),
+  poison
+})
+
+/** An executor for these declared tasks; the handlers' services are taken from the context it is built in. */
+export const make = <const Tasks extends ReadonlyArray<Task.Any>>(
+  tasks: Tasks
+): Effect.Effect<Context.Tag.Service<Executor>, never, TasksContext<Tasks[number]>> =>
+  Effect.map(Effect.context<TasksContext<Tasks[number]>>(), (context) => {
+    const byName = new Map<string, Task.Any>()
+    for (const task of tasks) byName.set(task.name, task)
+
+    const execute = (message: TaskMessage): Effect.Effect<Execution> =>
+      Effect.suspend(() => {
+        const start = performance.now()
+        const task = byName.get(message.taskName)
+        if (task === undefined) {
+          const e = new Task.InvalidTask({
+            reason: "UnknownTask",
+            taskName: message.taskName,
+            detail: `no task named "${message.taskName}" is registered with this worker (it knows ${
+              [...byName.keys()].join(", ") || "no tasks"
+            })`
+          })
+          return Effect.succeed(failed(errorFromCause(Cause.fail(e)), start, message.labels, e.message))
+        }
+        let args: ReadonlyArray<unknown> = Object.keys(message.kwargs).length === 0
+          ? message.args
+          : [...message.args, message.kwargs]
+        if (task.decodeArgs !== undefined) {
+          const decoded = task.decodeArgs(args)
+          if (Either.isLeft(decoded)) {
+            const e = new Task.InvalidTask({
+              reason: "InvalidArguments",
+              taskName: task.name,
+              detail: ParseResult.TreeFormatter.formatErrorSync(decoded.left)
+            })
+            return Effect.succeed(failed(errorFromCause(Cause.fail(e)), start, message.labels, e.message))
+          }
+          args = decoded.right
+        }
+        let run = runHandler(task.handler, args)
+        if (task.timeout !== undefined) {
+          const timeout = task.timeout
+          run = Effect.timeoutFail(run, {
+            duration: timeout,
+            onTimeout: () => new TaskTimeout({ taskName: task.name, timeoutMs: Duration.toMillis(timeout) })
+          })
+        }
+        return Effect.exit(Effect.provide(run, context)).pipe(
+          Effect.map((exit): Execution => {
+            if (Exit.isFailure(exit)) {
+              return failed(errorFromCause(exit.cause, task.encodeFailure), start, message.labels)
+            }
+            if (task.encodeSuccess === undefined) {
+              return { result: TaskResult.succeed(exit.value, seconds(start), message.labels), poison: undefined }
+            }
+            const encoded = task.encodeSuccess(exit.value)
+            return Either.isRight(encoded)
+              ? { result: TaskResult.succeed(encoded.right, seconds(start), message.labels), poison: undefined }
+              : failed(
+                {
+                  excType: "ResultEncodeError",
+                  excMessage: [ParseResult.TreeFormatter.formatErrorSync(encoded.left)],
+                  excModule: ownModule
+                },
+                start,
+                message.labels
+              )
+          })
+        )
+      })
+
+    return Executor.of({ execute, taskNames: [...byName.keys()] })
+  })
+
+/** An executor layer for these declared tasks. */
+export const layer = <const Tasks extends ReadonlyArray<Task.Any>>(
+  tasks: Tasks
+): Layer.Layer<Executor, never, TasksContext<Tasks[number]>> => Layer.effect(Executor, make(tasks))

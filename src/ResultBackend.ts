@@ -1,0 +1,78 @@
+/**
+ * The ResultBackend port: stores task results with a time to live and lets callers wait for them
+ * without polling. Implementations: `ResultBackend/Redis.ts` (the default) and `ResultBackend/Memory.ts`.
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Either from "effect/Either"
+import type { ResultDecodeError, TaskResult } from "./TaskResult.js"
+import * as TaskResultCodec from "./TaskResult.js"
+
+/** Why a result backend operation failed. `url` is always redacted. */
+export class BackendError extends Schema.TaggedError<BackendError>()("BackendError", {
+  reason: Schema.Literal("Connect", "Set", "Get", "Wait", "Config", "Encode"),
+  detail: Schema.String,
+  taskId: Schema.optional(Schema.String),
+  url: Schema.optional(Schema.String),
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message(): string {
+    const where = [this.taskId && `task ${this.taskId}`, this.url && `url ${this.url}`].filter(Boolean).join(", ")
+    return `Result backend ${this.reason} failed${where ? ` (${where})` : ""}: ${this.detail}`
+  }
+}
+
+/** The result backend service. Results hold Schema-encoded (JSON-safe) values. */
+export class ResultBackend extends Context.Tag("effect-taskiq/ResultBackend")<ResultBackend, {
+  /** Stores a result (with the backend's TTL) and notifies whoever waits for it. */
+  readonly set: (taskId: string, result: TaskResult) => Effect.Effect<void, BackendError>
+  /** Reads a result if it is there. */
+  readonly get: (taskId: string) => Effect.Effect<Option.Option<TaskResult>, BackendError | ResultDecodeError>
+  /** Waits until the result is there, or `Option.none()` once `timeout` has passed. Pushed, never polled. */
+  readonly wait: (
+    taskId: string,
+    timeout: Duration.Duration
+  ) => Effect.Effect<Option.Option<TaskResult>, BackendError | ResultDecodeError>
+  /** Forgets a result. */
+  readonly delete: (taskId: string) => Effect.Effect<void, BackendError>
+}>() {}
+
+/** Encodes a result for storage; a value JSON cannot carry (a BigInt, a cycle) is an `Encode` error. */
+export const encodeResult = (taskId: string, result: TaskResult): Either.Either<string, BackendError> => {
+  try {
+    return Either.right(TaskResultCodec.encodeJson(result))
+  } catch (cause) {
+    return Either.left(
+      new BackendError({
+        reason: "Encode",
+        taskId,
+        detail: `the result is not JSON-serializable (declare a success Schema): ${(cause as Error).message}`
+      })
+    )
+  }
+}
+
+/** A result TTL given in seconds or in milliseconds, never both. */
+export interface ResultTtlOptions {
+  /** Seconds a result is kept (taskiq-redis's `result_ex_time`). */
+  readonly resultExTime?: number | undefined
+  /** Milliseconds a result is kept (taskiq-redis's `result_px_time`). */
+  readonly resultPxTime?: number | undefined
+}
+
+/** The default TTL: one hour. */
+export const defaultResultTtlMs = 3_600_000
+
+/** Resolves the TTL in milliseconds, or says what is wrong with it. */
+export const resolveTtlMs = (options: ResultTtlOptions): number | string => {
+  const { resultExTime: ex, resultPxTime: px } = options
+  if (ex !== undefined && px !== undefined) {
+    return "set the result TTL in seconds (resultExTime) or in milliseconds (resultPxTime), not both"
+  }
+  if (ex !== undefined) return Number.isFinite(ex) && ex > 0 ? Math.round(ex * 1000) : `resultExTime must be a positive number of seconds, got ${ex}`
+  if (px !== undefined) return Number.isInteger(px) && px > 0 ? px : `resultPxTime must be a positive whole number of milliseconds, got ${px}`
+  return defaultResultTtlMs
+}

@@ -1,0 +1,175 @@
+/**
+ * Declared tasks: a fixed name, a handler returning an Effect or a Promise, and optional Schemas for
+ * the arguments, the success and the typed failure, so both ends validate.
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import { Broker, type BrokerError } from "./Broker.js"
+import * as TaskHandle from "./TaskHandle.js"
+import * as TaskMessage from "./TaskMessage.js"
+import type { Labels } from "./TaskMessage.js"
+
+/** A task cannot be submitted or run as asked; `reason` says which rule it broke and `detail` what to do. */
+export class InvalidTask extends Schema.TaggedError<InvalidTask>()("InvalidTask", {
+  reason: Schema.Literal(
+    "NotATask",
+    "NotExported",
+    "NotAsync",
+    "UnknownModule",
+    "UnknownTask",
+    "ForbiddenModule",
+    "InvalidArguments",
+    "NotSerializable"
+  ),
+  taskName: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `Invalid task ${this.taskName} (${this.reason}): ${this.detail}`
+  }
+}
+
+/** What submitting a task can fail with. */
+export type ScheduleError = InvalidTask | BrokerError
+
+/** The success type of a handler's return value. */
+export type SuccessOf<Out> = Out extends Effect.Effect<infer A, infer _E, infer _R> ? A
+  : Out extends PromiseLike<infer A> ? A
+  : Out
+/** The typed failure of a handler's return value (Promises fail untyped). */
+export type ErrorOf<Out> = Out extends Effect.Effect<infer _A, infer E, infer _R> ? E : never
+/** The services a handler's Effect needs; the worker must provide them. */
+export type ContextOf<Out> = Out extends Effect.Effect<infer _A, infer _E, infer R> ? R : never
+
+/** Options of a declared task. */
+export interface TaskOptions<Args extends ReadonlyArray<unknown>, A, E> {
+  /** A tuple Schema for the arguments: encoded by the producer, decoded (validated) by the worker. */
+  readonly args?: Schema.Schema<Args, any> | undefined
+  /** A Schema for the return value: encoded by the worker, decoded by `waitResult`. */
+  readonly success?: Schema.Schema<A, any> | undefined
+  /** A Schema for the typed failure, so the caller gets the same tagged error back. */
+  readonly failure?: Schema.Schema<E, any> | undefined
+  /** The handler is interrupted after this long and the result is a `TaskTimeout` error. */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** Labels sent with every submission. */
+  readonly labels?: Labels | undefined
+}
+
+/** A compiled codec: a function from one side of a Schema to the other. */
+type Codec<I, O> = ((input: I) => Either.Either<O, ParseResult.ParseError>) | undefined
+
+const TypeId: unique symbol = Symbol.for("effect-taskiq/Task")
+
+/** A declared task. */
+export interface Task<Args extends ReadonlyArray<any>, A, E = never, R = never> {
+  readonly [TypeId]: typeof TypeId
+  readonly name: string
+  readonly handler: (...args: Args) => unknown
+  readonly timeout: Duration.Duration | undefined
+  readonly labels: Labels
+  readonly encodeArgs: Codec<Args, ReadonlyArray<unknown>>
+  readonly decodeArgs: Codec<unknown, Args>
+  readonly encodeSuccess: Codec<A, unknown>
+  readonly decodeSuccess: Codec<unknown, A>
+  readonly encodeFailure: Codec<E, unknown>
+  readonly decodeFailure: Codec<unknown, E>
+  /** Submits the task with these arguments. */
+  readonly kiq: (...args: Args) => Effect.Effect<TaskHandle.TaskHandle<A, E>, ScheduleError, Broker>
+  /** Phantom: the services the handler needs. */
+  readonly _R?: (_: never) => R
+}
+
+/** Any declared task. */
+export type Any = Task<any, any, any, any>
+
+/** Whether a value is a declared task. */
+export const isTask = (u: unknown): u is Any => typeof u === "object" && u !== null && TypeId in u
+
+const compile = <S extends Schema.Schema<any, any>>(schema: S | undefined, direction: "encode" | "decode") =>
+  schema === undefined
+    ? undefined
+    : direction === "encode"
+    ? Schema.encodeEither(schema as Schema.Schema<any, any>, { errors: "all" })
+    : Schema.decodeUnknownEither(schema as Schema.Schema<any, any>, { errors: "all" })
+
+/** Declares a task named `name` (the routing key on the wire) run by `handler`. */
+export const make = <H extends (...args: any) => any>(
+  name: string,
+  handler: H,
+  options: TaskOptions<Parameters<H>, SuccessOf<ReturnType<H>>, ErrorOf<ReturnType<H>>> = {}
+): Task<Parameters<H>, SuccessOf<ReturnType<H>>, ErrorOf<ReturnType<H>>, ContextOf<ReturnType<H>>> => {
+  const task: Task<Parameters<H>, SuccessOf<ReturnType<H>>, ErrorOf<ReturnType<H>>, ContextOf<ReturnType<H>>> = {
+    [TypeId]: TypeId,
+    name,
+    handler,
+    timeout: options.timeout === undefined ? undefined : Duration.decode(options.timeout),
+    labels: options.labels ?? {},
+    encodeArgs: compile(options.args, "encode"),
+    decodeArgs: compile(options.args, "decode"),
+    encodeSuccess: compile(options.success, "encode"),
+    decodeSuccess: compile(options.success, "decode"),
+    encodeFailure: compile(options.failure, "encode"),
+    decodeFailure: compile(options.failure, "decode"),
+    kiq: (...args) => submit(task, args, {})
+  }
+  return task
+}
+
+/** Per-submission settings. */
+export interface SubmitOptions {
+  /** Labels merged over the task's own. */
+  readonly labels?: Labels | undefined
+  /** Keyword arguments, for handlers written for taskiq's Python side (appended as a last argument here). */
+  readonly kwargs?: Readonly<Record<string, unknown>> | undefined
+}
+
+/** Encodes the arguments, publishes the message and returns its handle. */
+export const submit = <Args extends ReadonlyArray<any>, A, E, R>(
+  task: Task<Args, A, E, R>,
+  args: Args,
+  options: SubmitOptions
+): Effect.Effect<TaskHandle.TaskHandle<A, E>, ScheduleError, Broker> =>
+  Effect.flatMap(Broker, (broker): Effect.Effect<TaskHandle.TaskHandle<A, E>, ScheduleError> => {
+    let wireArgs: ReadonlyArray<unknown> = args
+    if (task.encodeArgs !== undefined) {
+      const encoded = task.encodeArgs(args)
+      if (Either.isLeft(encoded)) {
+        return Effect.fail(
+          new InvalidTask({
+            reason: "InvalidArguments",
+            taskName: task.name,
+            detail: ParseResult.TreeFormatter.formatErrorSync(encoded.left)
+          })
+        )
+      }
+      wireArgs = encoded.right
+    }
+    const message: TaskMessage.TaskMessage = {
+      taskId: TaskMessage.makeTaskId(),
+      taskName: task.name,
+      labels: options.labels === undefined ? task.labels : { ...task.labels, ...options.labels },
+      args: wireArgs,
+      kwargs: options.kwargs ?? {}
+    }
+    let json: string
+    try {
+      json = TaskMessage.encodeJson(message)
+    } catch (cause) {
+      return Effect.fail(
+        new InvalidTask({
+          reason: "NotSerializable",
+          taskName: task.name,
+          detail: `arguments must be JSON-serializable or the task must declare an args Schema: ${
+            (cause as Error).message
+          }`
+        })
+      )
+    }
+    return Effect.as(
+      broker.publishRaw(json),
+      TaskHandle.make(message.taskId, task.name, broker.queueName, task)
+    )
+  })

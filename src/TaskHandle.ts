@@ -1,0 +1,121 @@
+/**
+ * What a producer gets back for a submitted task: a way to wait for its result.
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import { type BackendError, ResultBackend } from "./ResultBackend.js"
+import * as TaskResult from "./TaskResult.js"
+
+/** No result arrived in time. The task may still run later; most often no worker is consuming the queue. */
+export class ResultTimeout extends Schema.TaggedError<ResultTimeout>()("ResultTimeout", {
+  taskId: Schema.String,
+  taskName: Schema.String,
+  queue: Schema.String,
+  waitedMs: Schema.Number
+}) {
+  override get message(): string {
+    return `No result for task ${this.taskName} (${this.taskId}) after ${this.waitedMs} ms. ` +
+      `Is a worker consuming queue "${this.queue}"? Start one with \`npx taskiq worker <module>:<export>\`, ` +
+      `or wait longer with waitResult({ timeout }).`
+  }
+}
+
+/** The task ran and failed; `excType` and `excMessage` say how (see `error.pretty` for the remote cause). */
+export class TaskFailed extends Schema.TaggedError<TaskFailed>()("TaskFailed", {
+  taskId: Schema.String,
+  taskName: Schema.String,
+  excType: Schema.String,
+  excMessage: Schema.String,
+  pretty: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return `Task ${this.taskName} (${this.taskId}) failed with ${this.excType}: ${this.excMessage}`
+  }
+}
+
+/** What waiting for a result can fail with. */
+export type WaitError = ResultTimeout | BackendError | TaskResult.ResultDecodeError
+
+/** Options for waiting. */
+export interface WaitOptions {
+  /** How long to wait (default 60 seconds; `Duration.infinity` waits for ever). */
+  readonly timeout?: Duration.DurationInput | undefined
+}
+
+/** A submitted task. `A` is its success type, `E` its typed failure (when it declared a failure Schema). */
+export interface TaskHandle<A = unknown, E = never> {
+  readonly taskId: string
+  readonly taskName: string
+  readonly queueName: string
+  /** Waits for the result, success or failure alike; fails only when no result can be had. */
+  readonly waitResult: (options?: WaitOptions) => Effect.Effect<TaskResult.TaskResult<A | null>, WaitError, ResultBackend>
+  /** Waits for the value: the task's own typed error (or `TaskFailed`) in the error channel when it failed. */
+  readonly result: (options?: WaitOptions) => Effect.Effect<A, E | TaskFailed | WaitError, ResultBackend>
+}
+
+/** The codecs a handle decodes with; a task's schemas, compiled once per task. */
+export interface ResultCodecs<A, E> {
+  readonly decodeSuccess: ((u: unknown) => Either.Either<A, ParseResult.ParseError>) | undefined
+  readonly decodeFailure: ((u: unknown) => Either.Either<E, ParseResult.ParseError>) | undefined
+}
+
+/** The default wait. */
+export const defaultTimeout: Duration.Duration = Duration.seconds(60)
+
+/** A handle for a task id (also one submitted by another process). */
+export const make = <A = unknown, E = never>(
+  taskId: string,
+  taskName: string,
+  queueName: string,
+  codecs: ResultCodecs<A, E> = { decodeSuccess: undefined, decodeFailure: undefined }
+): TaskHandle<A, E> => {
+  const waitResult = (options?: WaitOptions) =>
+    Effect.flatMap(ResultBackend, (backend) => {
+      const timeout = Duration.decode(options?.timeout ?? defaultTimeout)
+      return backend.wait(taskId, timeout).pipe(
+        Effect.flatMap(Option.match({
+          onNone: (): Effect.Effect<TaskResult.TaskResult<A | null>, WaitError> =>
+            Effect.fail(new ResultTimeout({ taskId, taskName, queue: queueName, waitedMs: Duration.toMillis(timeout) })),
+          onSome: (result): Effect.Effect<TaskResult.TaskResult<A | null>, WaitError> => {
+            if (result.isErr || codecs.decodeSuccess === undefined) {
+              return Effect.succeed(result as TaskResult.TaskResult<A | null>)
+            }
+            const decoded = codecs.decodeSuccess(result.returnValue)
+            return Either.isRight(decoded)
+              ? Effect.succeed({ ...result, returnValue: decoded.right })
+              : Effect.fail(
+                new TaskResult.ResultDecodeError({
+                  taskId,
+                  detail: `return value does not match the task's success schema: ${
+                    ParseResult.TreeFormatter.formatErrorSync(decoded.left)
+                  }`
+                })
+              )
+          }
+        }))
+      )
+    })
+  const result = (options?: WaitOptions): Effect.Effect<A, E | TaskFailed | WaitError, ResultBackend> =>
+    Effect.flatMap(waitResult(options), (r): Effect.Effect<A, E | TaskFailed | WaitError> => {
+      if (!r.isErr) return Effect.succeed(r.returnValue as A)
+      const error = r.error ?? { excType: "UnknownError", excMessage: [], excModule: "builtins" }
+      if (codecs.decodeFailure !== undefined && error.value !== undefined) {
+        const typed = codecs.decodeFailure(error.value)
+        if (Either.isRight(typed)) return Effect.fail(typed.right)
+      }
+      return Effect.fail(
+        new TaskFailed({
+          taskId,
+          taskName,
+          excType: error.excType,
+          excMessage: TaskResult.errorMessage(error),
+          pretty: error.pretty
+        })
+      )
+    })
+  return { taskId, taskName, queueName, waitResult, result }
+}

@@ -1,0 +1,48 @@
+/**
+ * Ready-made layers: the Redis broker and result backend over one connection, from options or from
+ * the environment and a `.env` file; and their in-memory twins.
+ */
+import { PlatformConfigProvider } from "@effect/platform"
+import { NodeFileSystem } from "@effect/platform-node"
+import * as Layer from "effect/Layer"
+import type { Broker, BrokerError } from "./Broker.js"
+import * as MemoryBroker from "./Broker/Memory.js"
+import * as RedisBroker from "./Broker/Redis.js"
+import * as RedisConnection from "./RedisConnection.js"
+import type { BackendError, ResultBackend, ResultTtlOptions } from "./ResultBackend.js"
+import * as MemoryBackend from "./ResultBackend/Memory.js"
+import * as RedisBackend from "./ResultBackend/Redis.js"
+
+/** Options for the Redis layers; everything the environment can set is settable here too. */
+export interface RedisOptions extends RedisConnection.RedisConnectionOptions, RedisBroker.RedisBrokerOptions {
+  readonly resultExTime?: number | undefined
+  readonly resultPxTime?: number | undefined
+  readonly resultPrefix?: string | undefined
+}
+
+/** The Redis broker and result backend sharing one connection. */
+export const layerRedis = (options: RedisOptions = {}): Layer.Layer<Broker | ResultBackend, BrokerError | BackendError> =>
+  Layer.merge(
+    RedisBroker.layer(options),
+    RedisBackend.layer({ resultExTime: options.resultExTime, resultPxTime: options.resultPxTime, prefix: options.resultPrefix })
+  ).pipe(Layer.provide(RedisConnection.layer(options)))
+
+/** The `.env` file of the current folder, added under the environment (the environment wins). */
+export const layerDotEnv: Layer.Layer<never> = PlatformConfigProvider.layerDotEnvAdd(".env").pipe(
+  Layer.provide(NodeFileSystem.layer)
+)
+
+/**
+ * The Redis layers configured from the environment and `.env`: `TASKIQ_REDIS_URL`, `TASKIQ_QUEUE_NAME`,
+ * `TASKIQ_RESULT_EX_TIME` / `TASKIQ_RESULT_PX_TIME`, `TASKIQ_RESULT_PREFIX`.
+ */
+export const layerRedisConfig: Layer.Layer<Broker | ResultBackend, BrokerError | BackendError> = Layer.merge(
+  RedisBroker.layerConfig,
+  RedisBackend.layerConfig
+).pipe(Layer.provide(RedisConnection.layerConfig), Layer.provide(layerDotEnv))
+
+/** In-memory broker and backend, for tests and demos in one process. */
+export const layerMemory = (
+  options: MemoryBroker.MemoryBrokerOptions & ResultTtlOptions = {}
+): Layer.Layer<Broker | ResultBackend, BackendError> =>
+  Layer.merge(MemoryBroker.layer(options), MemoryBackend.layer(options))
