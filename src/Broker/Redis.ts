@@ -35,14 +35,16 @@ export const keys = (queueName: string) => ({ stream: queueName, deadLetters: `$
 const script = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), "utf8")
 const scripts = {
   ack: { numberOfKeys: 1, lua: script("ack") },
-  claimOwn: { numberOfKeys: 1, lua: script("claim_own") },
+  renew: { numberOfKeys: 1, lua: script("renew") },
+  release: { numberOfKeys: 1, lua: script("release") },
   reclaim: { numberOfKeys: 1, lua: script("reclaim") },
   deadLetter: { numberOfKeys: 2, lua: script("dead_letter") }
 } as const
 
 interface ScriptedRedis extends Redis {
   taskiqAck(stream: string, group: string, ...ids: Array<string>): Promise<number>
-  taskiqClaimOwn(stream: string, group: string, consumer: string, idleMs: number, ...ids: Array<string>): Promise<Array<string>>
+  taskiqRenew(stream: string, group: string, consumer: string, ...ids: Array<string>): Promise<Array<string>>
+  taskiqRelease(stream: string, group: string, consumer: string, ...ids: Array<string>): Promise<number>
   taskiqReclaim(
     stream: string,
     group: string,
@@ -82,11 +84,13 @@ const fieldValue = (fields: ReadonlyArray<string> | null, name: string): string 
   return undefined
 }
 
+// `deliveries` counts the deliveries of earlier incarnations of an entry that was handed back (release.lua).
 const toDelivery = (id: string, fields: ReadonlyArray<string> | null, deliveryCount: number): Delivery => {
   const data = fieldValue(fields, "data")
+  const previous = fieldValue(fields, "deliveries")
   return {
     id,
-    deliveryCount,
+    deliveryCount: previous === undefined ? deliveryCount : deliveryCount + (Number(previous) || 0),
     data,
     message: data === undefined
       ? Either.left(new TaskMessage.MessageDecodeError({ reason: "InvalidShape", detail: "the stream entry has no 'data' field" }))
@@ -140,23 +144,22 @@ export const make = (options: RedisBrokerOptions = {}) =>
         let cursor = "0-0"
         let nextReclaimAt = 0
 
-        const claimOwn = (idleMs: number, ids: ReadonlyArray<string>) =>
+        // Lua's unpack() has a stack limit: large id lists go in chunks.
+        const chunked = async (ids: ReadonlyArray<string>, f: (chunk: Array<string>) => Promise<unknown>) => {
+          for (let i = 0; i < ids.length; i += 1000) await f(ids.slice(i, i + 1000))
+        }
+        const renew = (ids: ReadonlyArray<string>) =>
           Effect.tryPromise({
-            try: async () => {
-              const owned: Array<string> = []
-              for (let i = 0; i < ids.length; i += 1000) {
-                owned.push(...await client.taskiqClaimOwn(k.stream, group, name, idleMs, ...ids.slice(i, i + 1000)))
-              }
-              return owned
-            },
+            try: () => chunked(ids, (chunk) => client.taskiqRenew(k.stream, group, name, ...chunk)),
             catch: (c) => fail("Ack", c)
           })
 
         const reclaim = (max: number) =>
           Effect.tryPromise({
             try: () => client.taskiqReclaim(k.stream, group, name, leaseMs, cursor, max),
-            catch: (c) => fail("Read", c)
+            catch: (c) => c
           }).pipe(
+            Effect.catchAll((cause) => recreateOnNoGroup(cause, ["0-0", []] as const)),
             Effect.map(([next, entries]) => {
               cursor = next
               // A full pass is done when the cursor wraps; then wait a fraction of the lease before the next one.
@@ -182,12 +185,13 @@ export const make = (options: RedisBrokerOptions = {}) =>
               ) as Promise<Array<[string, Array<[string, Array<string>]>]> | null>,
             catch: (c) => c
           }).pipe(
-            Effect.catchAll((cause) =>
-              // The stream (and its group) was deleted under us: recreate and read again next time.
-              errorText(cause).includes("NOGROUP") ? Effect.as(ensureGroup, null) : Effect.fail(fail("Read", cause))
-            ),
+            Effect.catchAll((cause) => recreateOnNoGroup(cause, null)),
             Effect.map((reply) => reply === null || reply[0] === undefined ? [] : reply[0][1].map(([id, fields]) => toDelivery(id, fields, 1)))
           )
+
+        // The stream (and its group) was deleted under us: recreate it and carry on with nothing read.
+        const recreateOnNoGroup = <A>(cause: unknown, empty: A) =>
+          errorText(cause).includes("NOGROUP") ? Effect.as(ensureGroup, empty) : Effect.fail(fail("Read", cause))
 
         const read = (max: number) =>
           Effect.suspend(() =>
@@ -208,14 +212,15 @@ export const make = (options: RedisBrokerOptions = {}) =>
             catch: (c) => fail("Ack", c)
           }).pipe(Effect.tap(() => held.delete(delivery.id)), Effect.asVoid)
 
+        const releaseIds = (ids: ReadonlyArray<string>) =>
+          chunked(ids, (chunk) => client.taskiqRelease(k.stream, group, name, ...chunk))
         const release = (deliveries: ReadonlyArray<Delivery>) =>
           deliveries.length === 0
             ? Effect.void
-            : claimOwn(leaseMs + 1_000, deliveries.map((d) => d.id)).pipe(
+            : Effect.tryPromise({ try: () => releaseIds(deliveries.map((d) => d.id)), catch: (c) => fail("Ack", c) }).pipe(
               Effect.tap(() => {
                 for (const d of deliveries) held.delete(d.id)
-              }),
-              Effect.asVoid
+              })
             )
 
         const deadLetter = (delivery: Delivery, reason: string) =>
@@ -236,7 +241,7 @@ export const make = (options: RedisBrokerOptions = {}) =>
           }).pipe(Effect.tap(() => held.delete(delivery.id)), Effect.asVoid)
 
         // Renew the lease of everything this consumer holds, so a long task is never reclaimed while it runs.
-        yield* Effect.suspend(() => held.size === 0 ? Effect.void : claimOwn(0, [...held])).pipe(
+        yield* Effect.suspend(() => held.size === 0 ? Effect.void : renew([...held])).pipe(
           Effect.catchAll((e) => Effect.logWarning("lease renewal failed; retrying", e)),
           Effect.repeat(Schedule.spaced(Math.max(10, Math.floor(leaseMs / 3)))),
           Effect.interruptible,
@@ -249,10 +254,7 @@ export const make = (options: RedisBrokerOptions = {}) =>
             // Cut a blocking read first: whatever it delivered is then in the pending list and handed back below.
             reader.disconnect()
             const pending = await client.xpending(k.stream, group, "-", "+", 10_000, name) as Array<[string, ...Array<unknown>]>
-            const ids = pending.map((p) => p[0])
-            for (let i = 0; i < ids.length; i += 1000) {
-              await client.taskiqClaimOwn(k.stream, group, name, leaseMs + 1_000, ...ids.slice(i, i + 1000))
-            }
+            await releaseIds(pending.map((p) => p[0]))
             await client.xgroup("DELCONSUMER", k.stream, group, name)
           }).pipe(Effect.timeout("2 seconds"), Effect.ignore)
         )

@@ -1,0 +1,227 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
+import { Broker, type Delivery } from "../src/Broker.js"
+import * as MemoryBroker from "../src/Broker/Memory.js"
+import * as RedisBroker from "../src/Broker/Redis.js"
+import * as RedisConnection from "../src/RedisConnection.js"
+import * as TaskMessage from "../src/TaskMessage.js"
+import { cleanupKeys, names, rawClient, redisUrl, uniqueName } from "./utils/redis.js"
+
+const message = (n: number): TaskMessage.TaskMessage => ({
+  taskId: TaskMessage.makeTaskId(),
+  taskName: "test.n",
+  labels: {},
+  args: [n],
+  kwargs: {}
+})
+
+const argOf = (d: Delivery) => Either.getOrThrow(d.message).args[0]
+
+/** Reads until `count` deliveries arrived or `tries` reads came back short. */
+const readN = (consumer: { read: (max: number) => Effect.Effect<ReadonlyArray<Delivery>, unknown> }, count: number, tries = 10) =>
+  Effect.gen(function*() {
+    const out: Array<Delivery> = []
+    for (let i = 0; i < tries && out.length < count; i++) out.push(...yield* consumer.read(count - out.length))
+    return out
+  })
+
+const redisLayer = (root: string, options: RedisBroker.RedisBrokerOptions = {}) =>
+  RedisBroker.layer({ queueName: names(root).queueName, ...options }).pipe(
+    Layer.provide(RedisConnection.layer({ url: redisUrl })),
+    Layer.provideMerge(Layer.scopedDiscard(cleanupKeys(root))),
+    Layer.orDie
+  )
+
+/** The Redis broker for the rest of the test's scope. */
+const brokerIn = (root: string) => Effect.map(Layer.build(redisLayer(root)), (ctx) => Context.get(ctx, Broker))
+
+const contract = (label: string, makeLayer: (root: string, options?: { maxMessageBytes?: number }) => Layer.Layer<Broker>) =>
+  describe(`Broker contract: ${label}`, () => {
+    const withBroker = <A, E>(f: (broker: Broker["Type"]) => Effect.Effect<A, E, Scope.Scope>, options?: { maxMessageBytes?: number }) =>
+      Effect.flatMap(Broker, f).pipe(Effect.provide(makeLayer(uniqueName(`broker-${label}`), options)))
+
+    it.scoped("delivers a published message once, decoded, with deliveryCount 1; ack removes it", () =>
+      withBroker((broker) =>
+        Effect.gen(function*() {
+          const sent = message(1)
+          yield* broker.publish(sent)
+          assert.strictEqual(yield* broker.size, 1)
+          const consumer = yield* broker.consumer({ blockMs: 100 })
+          const [d, ...rest] = yield* readN(consumer, 1)
+          assert.strictEqual(rest.length, 0)
+          assert.strictEqual(d!.deliveryCount, 1)
+          assert.deepStrictEqual(Either.getOrThrow(d!.message), { ...sent, extra: undefined })
+          assert.strictEqual((yield* consumer.read(5)).length, 0, "nothing else to read")
+          yield* consumer.ack(d!)
+          assert.strictEqual(yield* broker.size, 0)
+        })
+      ))
+
+    it.scoped("never hands out more than asked for (bounded prefetch)", () =>
+      withBroker((broker) =>
+        Effect.gen(function*() {
+          for (let i = 0; i < 10; i++) yield* broker.publish(message(i))
+          const consumer = yield* broker.consumer({ blockMs: 100 })
+          const first = yield* consumer.read(3)
+          assert.strictEqual(first.length, 3)
+          assert.deepStrictEqual(first.map(argOf), [0, 1, 2])
+          const rest = yield* readN(consumer, 7)
+          assert.deepStrictEqual(rest.map(argOf), [3, 4, 5, 6, 7, 8, 9])
+        })
+      ))
+
+    it.scoped("a released message goes to the next reader at once, with its delivery counted", () =>
+      withBroker((broker) =>
+        Effect.gen(function*() {
+          yield* broker.publish(message(7))
+          const a = yield* broker.consumer({ blockMs: 100, leaseMs: 60_000 })
+          const b = yield* broker.consumer({ blockMs: 100, leaseMs: 60_000 })
+          const [d] = yield* readN(a, 1)
+          assert.strictEqual((yield* b.read(1)).length, 0, "held by a")
+          yield* a.release([d!])
+          const [again] = yield* readN(b, 1)
+          assert.strictEqual(argOf(again!), 7)
+          assert.strictEqual(again!.deliveryCount, 2)
+        })
+      ))
+
+    it.live("a live consumer keeps its lease; closing it hands its messages back", () =>
+      Effect.scoped(withBroker((broker) =>
+        Effect.gen(function*() {
+          yield* broker.publish(message(1))
+          const scopeA = yield* Scope.make()
+          const a = yield* broker.consumer({ blockMs: 50, leaseMs: 300 }).pipe(Scope.extend(scopeA))
+          const b = yield* broker.consumer({ blockMs: 50, leaseMs: 300 })
+          assert.strictEqual((yield* readN(a, 1)).length, 1)
+          // Three leases long: a renews, so b must not get it.
+          const stolen = yield* readN(b, 1, 18)
+          assert.strictEqual(stolen.length, 0)
+          yield* Scope.close(scopeA, Exit.void)
+          const [back] = yield* readN(b, 1)
+          assert.strictEqual(back?.deliveryCount, 2)
+        })
+      )))
+
+    it.scoped("dead-lettering removes the message and records why", () =>
+      withBroker((broker) =>
+        Effect.gen(function*() {
+          const sent = message(3)
+          yield* broker.publish(sent)
+          const consumer = yield* broker.consumer({ blockMs: 100 })
+          const [d] = yield* readN(consumer, 1)
+          yield* consumer.deadLetter(d!, "poison: testing")
+          assert.strictEqual(yield* broker.size, 0)
+          const dead = yield* broker.deadLetters()
+          assert.strictEqual(dead.length, 1)
+          assert.strictEqual(dead[0]!.reason, "poison: testing")
+          assert.strictEqual(dead[0]!.taskId, sent.taskId)
+          assert.strictEqual(dead[0]!.deliveries, 1)
+          assert.strictEqual(JSON.parse(dead[0]!.data).task_id, sent.taskId)
+        })
+      ))
+
+    it.scoped("an undecodable payload is delivered with its decode error, not dropped", () =>
+      withBroker((broker) =>
+        Effect.gen(function*() {
+          yield* broker.publishRaw("this is not json")
+          yield* broker.publishRaw(JSON.stringify({ task_id: "a".repeat(32), task_name: 5 }))
+          const consumer = yield* broker.consumer({ blockMs: 100 })
+          const [bad, shape] = yield* readN(consumer, 2)
+          assert.isTrue(Either.isLeft(bad!.message))
+          assert.strictEqual(Either.flip(bad!.message).pipe(Either.getOrThrow).reason, "InvalidJson")
+          const shapeError = Either.flip(shape!.message).pipe(Either.getOrThrow)
+          assert.strictEqual(shapeError.reason, "InvalidShape")
+          assert.strictEqual(shapeError.taskId, "a".repeat(32), "the id is kept when readable")
+        })
+      ))
+
+    it.scoped("refuses a message over maxMessageBytes with a typed error", () =>
+      withBroker((broker) =>
+        Effect.gen(function*() {
+          const error = yield* Effect.flip(broker.publishRaw("x".repeat(2_000)))
+          assert.strictEqual(error._tag, "BrokerError")
+          assert.strictEqual(error.reason, "MessageTooLarge")
+          assert.strictEqual(yield* broker.size, 0)
+        }), { maxMessageBytes: 1_000 }))
+  })
+
+contract("memory", (root, options) => MemoryBroker.layer({ queueName: root, ...options }))
+contract("redis", (root, options) => redisLayer(root, options))
+
+describe("Redis broker", () => {
+  it.scoped("runs a task published before any consumer group existed (group created at id 0)", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("group0")
+      const { queueName } = names(root)
+      const raw = yield* rawClient()
+      yield* cleanupKeys(root)
+      yield* Effect.promise(() => raw.xadd(queueName, "*", "data", TaskMessage.encodeJson(message(42))))
+      const broker = yield* brokerIn(root)
+      const consumer = yield* broker.consumer({ blockMs: 100 })
+      const [d] = yield* readN(consumer, 1)
+      assert.strictEqual(argOf(d!), 42)
+    }))
+
+  it.scoped("ack deletes the entry (XACK + XDEL): the stream holds only unfinished work", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("ackdel")
+      const raw = yield* rawClient()
+      const broker = yield* brokerIn(root)
+      for (let i = 0; i < 5; i++) yield* broker.publish(message(i))
+      const consumer = yield* broker.consumer({ blockMs: 100 })
+      const ds = yield* readN(consumer, 5)
+      for (const d of ds) yield* consumer.ack(d)
+      assert.strictEqual(yield* Effect.promise(() => raw.xlen(names(root).queueName)), 0)
+      const summary = yield* Effect.promise(() => raw.xpending(names(root).queueName, "taskiq")) as Effect.Effect<Array<unknown>>
+      assert.strictEqual(summary[0], 0)
+    }))
+
+  it.scopedLive("reclaims the messages of a dead consumer after the lease, continuing its cursor", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("reclaim")
+      const { queueName } = names(root)
+      const raw = yield* rawClient()
+      const broker = yield* brokerIn(root)
+      for (let i = 0; i < 12; i++) yield* broker.publish(message(i))
+      // A consumer that read everything and then died: no renewal, no release.
+      yield* Effect.promise(() => raw.xreadgroup("GROUP", "taskiq", "dead-worker", "COUNT", 12, "STREAMS", queueName, ">"))
+      const consumer = yield* broker.consumer({ blockMs: 50, leaseMs: 200 })
+      assert.strictEqual((yield* consumer.read(5)).length, 0, "not before the lease ran out")
+      yield* Effect.sleep("300 millis")
+      const got: Array<Delivery> = []
+      for (let i = 0; i < 20 && got.length < 12; i++) got.push(...yield* consumer.read(5))
+      assert.deepStrictEqual(got.map(argOf).sort((a, b) => Number(a) - Number(b)), [...Array(12).keys()])
+      assert.isTrue(got.every((d) => d.deliveryCount === 2))
+      const owners = yield* Effect.promise(() => raw.xpending(queueName, "taskiq", "-", "+", 100)) as Effect.Effect<Array<[string, string]>>
+      assert.isTrue(owners.every(([, owner]) => owner === consumer.name))
+    }), { timeout: 20_000 })
+
+  it.scoped("an entry without a data field is delivered as undecodable", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("nodata")
+      const raw = yield* rawClient()
+      const broker = yield* brokerIn(root)
+      yield* Effect.promise(() => raw.xadd(names(root).queueName, "*", "payload", "x"))
+      const consumer = yield* broker.consumer({ blockMs: 100 })
+      const [d] = yield* readN(consumer, 1)
+      assert.match(Either.flip(d!.message).pipe(Either.getOrThrow).detail, /no 'data' field/)
+    }))
+
+  it.scoped("recovers when the stream and its group are deleted under a live consumer", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("nogroup")
+      const raw = yield* rawClient()
+      const broker = yield* brokerIn(root)
+      const consumer = yield* broker.consumer({ blockMs: 50 })
+      yield* Effect.promise(() => raw.del(names(root).queueName))
+      assert.strictEqual((yield* consumer.read(1)).length, 0)
+      yield* broker.publish(message(5))
+      const [d] = yield* readN(consumer, 1)
+      assert.strictEqual(argOf(d!), 5)
+    }))
+})
