@@ -26,10 +26,14 @@ export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout"
   }
 }
 
-/** An outcome; `poison` is set when the message can never succeed and belongs in the dead-letter queue. */
+/**
+ * An outcome; `poison` is set when the message can never succeed and belongs in the dead-letter queue;
+ * `interrupted` when the run was cut short by an interruption (not its own timeout).
+ */
 export interface Execution {
   readonly result: TaskResult.TaskResult
   readonly poison: string | undefined
+  readonly interrupted?: boolean | undefined
 }
 
 /** The executor service. */
@@ -158,7 +162,8 @@ export const make = <const Tasks extends ReadonlyArray<Task.Any>>(
         return Effect.exit(Effect.provide(run, context)).pipe(
           Effect.map((exit): Execution => {
             if (Exit.isFailure(exit)) {
-              return failed(errorFromCause(exit.cause, task.encodeFailure), start, message.labels)
+              const execution = failed(errorFromCause(exit.cause, task.encodeFailure), start, message.labels)
+              return Cause.isInterruptedOnly(exit.cause) ? { ...execution, interrupted: true } : execution
             }
             if (task.encodeSuccess === undefined) {
               return { result: TaskResult.succeed(exit.value, seconds(start), message.labels), poison: undefined }

@@ -71,6 +71,8 @@ const open = (
         catch: (cause) =>
           new BrokerError({ reason: "Connect", detail: String((cause as Error)?.message ?? cause), url: redacted })
       }).pipe(
+        // acquireRelease runs this uninterruptibly; the timeout must still be able to cut a hung connect.
+        Effect.interruptible,
         Effect.timeoutFail({
           duration: timeout,
           onTimeout: () =>

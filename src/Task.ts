@@ -58,8 +58,8 @@ export interface TaskOptions<Args extends ReadonlyArray<unknown>, A, E> {
   readonly labels?: Labels | undefined
 }
 
-/** A compiled codec: a function from one side of a Schema to the other. */
-type Codec<I, O> = ((input: I) => Either.Either<O, ParseResult.ParseError>) | undefined
+/** A compiled codec: a function from one side of a Schema to the other (bivariant, so any task fits `Any`). */
+type Codec<I, O> = { bivariant(input: I): Either.Either<O, ParseResult.ParseError> }["bivariant"] | undefined
 
 const TypeId: unique symbol = Symbol.for("effect-taskiq/Task")
 

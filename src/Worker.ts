@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
+import * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
@@ -94,6 +95,12 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
         const ackFirst = ackPolicy === "when_received" ? consumer.ack(delivery) : Effect.void
         return ackFirst.pipe(
           Effect.zipRight(restore(executor.execute(message))),
+          // Cut short because this worker is shutting down: no result; the consumer hands the message back.
+          Effect.tap((execution) =>
+            execution.interrupted
+              ? Effect.descriptorWith((d) => HashSet.size(d.interruptors) > 0 ? Effect.interrupt : Effect.void)
+              : Effect.void
+          ),
           Effect.flatMap((execution) => {
             if (execution.poison !== undefined) {
               return Effect.ignore(save(message.taskId, execution.result)).pipe(
@@ -164,7 +171,13 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
           Effect.async<void>((resume) => {
             if (inFlight === 0) return resume(Effect.void)
             onIdle = () => resume(Effect.void)
-          }).pipe(Effect.timeout(shutdownTimeout), Effect.ignore)
+            return Effect.sync(() => (onIdle = undefined))
+          }).pipe(
+            // Finalizers run uninterruptibly; the wait must still be cut at the shutdown timeout.
+            Effect.interruptible,
+            Effect.timeout(shutdownTimeout),
+            Effect.ignore
+          )
         ),
         Effect.zipRight(Effect.suspend(() => {
           const left = inFlight

@@ -22,7 +22,11 @@ export const names = (root: string) => ({ queueName: `${root}:q`, resultPrefix: 
 /** A plain client for inspecting Redis from a test, closed with the scope. */
 export const rawClient = (url: string = redisUrl) =>
   Effect.acquireRelease(
-    Effect.sync(() => new Redis(url, { maxRetriesPerRequest: 1 })),
+    Effect.sync(() => {
+      const c = new Redis(url, { maxRetriesPerRequest: 1 })
+      c.on("error", () => {}) // tests that stop Redis expect reconnect noise
+      return c
+    }),
     (c) => Effect.promise(() => c.quit().catch(() => "OK"))
   )
 

@@ -1,0 +1,181 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as RedisConnection from "../src/RedisConnection.js"
+import { resolveTtlMs, ResultBackend, type ResultTtlOptions } from "../src/ResultBackend.js"
+import * as MemoryBackend from "../src/ResultBackend/Memory.js"
+import * as RedisBackend from "../src/ResultBackend/Redis.js"
+import * as TaskMessage from "../src/TaskMessage.js"
+import * as TaskResult from "../src/TaskResult.js"
+import { cleanupKeys, names, rawClient, redisUrl, uniqueName } from "./utils/redis.js"
+
+const redisLayer = (root: string, options: ResultTtlOptions = {}) =>
+  RedisBackend.layer({ prefix: names(root).resultPrefix, ...options }).pipe(
+    Layer.provide(RedisConnection.layer({ url: redisUrl })),
+    Layer.provideMerge(Layer.scopedDiscard(cleanupKeys(root)))
+  )
+
+const backendIn = <E>(layer: Layer.Layer<ResultBackend, E>) =>
+  Effect.map(Layer.build(layer), (ctx) => Context.get(ctx, ResultBackend))
+
+const ok = (value: unknown) => TaskResult.succeed(value, 0.25, { attempt: 1 })
+
+const contract = (label: string, makeLayer: (root: string, options?: ResultTtlOptions) => Layer.Layer<ResultBackend, unknown>) =>
+  describe(`ResultBackend contract: ${label}`, () => {
+    const backend = (options?: ResultTtlOptions) => backendIn(makeLayer(uniqueName(`rb-${label}`), options))
+
+    it.scopedLive("stores and reads back a result, field for field", () =>
+      Effect.gen(function*() {
+        const rb = yield* backend()
+        const id = TaskMessage.makeTaskId()
+        assert.isTrue(Option.isNone(yield* rb.get(id)))
+        yield* rb.set(id, ok({ sum: 3 }))
+        const got = Option.getOrThrow(yield* rb.get(id))
+        assert.deepStrictEqual(got, { isErr: false, returnValue: { sum: 3 }, error: null, executionTime: 0.25, labels: { attempt: 1 }, log: null })
+        yield* rb.delete(id)
+        assert.isTrue(Option.isNone(yield* rb.get(id)))
+      }))
+
+    it.scopedLive("a waiter is pushed the result stored after it started waiting", () =>
+      Effect.gen(function*() {
+        const rb = yield* backend()
+        const id = TaskMessage.makeTaskId()
+        const waiter = yield* Effect.fork(rb.wait(id, Duration.seconds(10)))
+        yield* Effect.sleep("100 millis")
+        yield* rb.set(id, ok(41))
+        const got = yield* Fiber.join(waiter)
+        assert.strictEqual(Option.getOrThrow(got).returnValue, 41)
+      }))
+
+    it.scopedLive("a wait for a result already stored returns it", () =>
+      Effect.gen(function*() {
+        const rb = yield* backend()
+        const id = TaskMessage.makeTaskId()
+        yield* rb.set(id, ok("done"))
+        assert.strictEqual(Option.getOrThrow(yield* rb.wait(id, Duration.seconds(5))).returnValue, "done")
+      }))
+
+    it.scopedLive("many waiters on many tasks each get their own result", () =>
+      Effect.gen(function*() {
+        const rb = yield* backend()
+        const ids = Array.from({ length: 50 }, () => TaskMessage.makeTaskId())
+        const waiters = yield* Effect.fork(Effect.forEach(ids, (id) => rb.wait(id, Duration.seconds(10)), { concurrency: "unbounded" }))
+        yield* Effect.sleep("50 millis")
+        yield* Effect.forEach(ids, (id, i) => rb.set(id, ok(i)), { concurrency: "unbounded" })
+        const got = yield* Fiber.join(waiters)
+        assert.deepStrictEqual(got.map((r) => Option.getOrThrow(r).returnValue), ids.map((_, i) => i))
+      }))
+
+    it.scopedLive("a wait that times out is None, not an error", () =>
+      Effect.gen(function*() {
+        const rb = yield* backend()
+        assert.isTrue(Option.isNone(yield* rb.wait(TaskMessage.makeTaskId(), Duration.millis(100))))
+      }))
+
+    it.scopedLive("results expire after the TTL", () =>
+      Effect.gen(function*() {
+        const rb = yield* backend({ resultPxTime: 150 })
+        const id = TaskMessage.makeTaskId()
+        yield* rb.set(id, ok(1))
+        assert.isTrue(Option.isSome(yield* rb.get(id)))
+        yield* Effect.sleep("300 millis")
+        assert.isTrue(Option.isNone(yield* rb.get(id)))
+      }))
+
+    it.scopedLive("a value JSON cannot carry is an Encode error, not a crash", () =>
+      Effect.gen(function*() {
+        const rb = yield* backend()
+        const error = yield* Effect.flip(rb.set(TaskMessage.makeTaskId(), ok(10n)))
+        assert.strictEqual(error.reason, "Encode")
+        assert.match(error.message, /not JSON-serializable/)
+      }))
+
+    it.scopedLive("a TTL in seconds and in milliseconds at once, zero or negative is a configuration error", () =>
+      Effect.gen(function*() {
+        for (const options of [{ resultExTime: 1, resultPxTime: 1000 }, { resultExTime: 0 }, { resultPxTime: -5 }, { resultPxTime: 1.5 }]) {
+          const error = yield* Effect.flip(backend(options))
+          assert.strictEqual((error as { reason?: string }).reason, "Config", JSON.stringify(options))
+        }
+      }))
+  })
+
+contract("memory", (_root, options) => MemoryBackend.layer(options))
+contract("redis", (root, options) => redisLayer(root, options))
+
+describe("TTL options", () => {
+  it("defaults to one hour; seconds and milliseconds convert", () => {
+    assert.strictEqual(resolveTtlMs({}), 3_600_000)
+    assert.strictEqual(resolveTtlMs({ resultExTime: 2 }), 2_000)
+    assert.strictEqual(resolveTtlMs({ resultPxTime: 250 }), 250)
+    assert.match(String(resolveTtlMs({ resultExTime: 1, resultPxTime: 1 })), /not both/)
+  })
+})
+
+describe("Redis result backend", () => {
+  it.scopedLive("stores at <prefix>:<task_id> with a PX TTL, in taskiq's JSON", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("rb-layout")
+      const rb = yield* backendIn(redisLayer(root, { resultExTime: 60 }))
+      const raw = yield* rawClient()
+      const id = TaskMessage.makeTaskId()
+      yield* rb.set(id, ok(3))
+      const key = `${names(root).resultPrefix}:${id}`
+      const ttl = yield* Effect.promise(() => raw.pttl(key))
+      assert.isTrue(ttl > 55_000 && ttl <= 60_000, `pttl ${ttl}`)
+      const json = JSON.parse((yield* Effect.promise(() => raw.get(key)))!)
+      assert.deepStrictEqual(json, { is_err: false, log: null, return_value: 3, execution_time: 0.25, labels: { attempt: 1 }, error: null })
+    }))
+
+  it.scopedLive("reads results written by taskiq (Python) and keeps their extra fields", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("rb-python")
+      const rb = yield* backendIn(redisLayer(root))
+      const raw = yield* rawClient()
+      const id = TaskMessage.makeTaskId()
+      yield* Effect.promise(() =>
+        raw.set(
+          `${names(root).resultPrefix}:${id}`,
+          `{"is_err":true,"log":null,"return_value":null,"execution_time":0.1,"labels":{},"error":{"exc_type":"ValueError","exc_message":["bad"],"exc_module":"builtins","exc_cause":null}}`
+        )
+      )
+      const got = Option.getOrThrow(yield* rb.get(id))
+      assert.strictEqual(got.error?.excType, "ValueError")
+      assert.deepStrictEqual(got.error?.extra, { exc_cause: null })
+    }))
+
+  it.scopedLive("a stored value that is not a result is a typed decode error", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("rb-garbage")
+      const rb = yield* backendIn(redisLayer(root))
+      const raw = yield* rawClient()
+      const id = TaskMessage.makeTaskId()
+      yield* Effect.promise(() => raw.set(`${names(root).resultPrefix}:${id}`, "not json at all"))
+      const error = yield* Effect.flip(rb.get(id))
+      assert.strictEqual(error._tag, "ResultDecodeError")
+      const waited = yield* Effect.flip(rb.wait(id, Duration.seconds(1)))
+      assert.strictEqual(waited._tag, "ResultDecodeError")
+    }))
+
+  it.scopedLive("all waiters share one subscriber connection, which unsubscribes when they are done", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("rb-shared")
+      const rb = yield* backendIn(redisLayer(root))
+      const raw = yield* rawClient()
+      const ids = Array.from({ length: 30 }, () => TaskMessage.makeTaskId())
+      const waiters = yield* Effect.fork(Effect.forEach(ids, (id) => rb.wait(id, Duration.seconds(10)), { concurrency: "unbounded" }))
+      yield* Effect.sleep("100 millis")
+      const channels = (yield* Effect.promise(() => raw.pubsub("CHANNELS", `__taskiq_result__:${names(root).resultPrefix}:*`))) as Array<string>
+      assert.strictEqual(channels.length, 30)
+      const clients = (yield* Effect.promise(() => raw.client("LIST") as Promise<string>)).split("\n")
+        .filter((line) => line.includes("name=taskiq:results") && line.includes("sub=30"))
+      assert.strictEqual(clients.length, 1, "one connection holds all 30 subscriptions")
+      yield* Effect.forEach(ids, (id) => rb.set(id, ok(id)))
+      yield* Fiber.join(waiters)
+      const after = (yield* Effect.promise(() => raw.pubsub("CHANNELS", `__taskiq_result__:${names(root).resultPrefix}:*`))) as Array<string>
+      assert.strictEqual(after.length, 0)
+    }))
+})

@@ -1,0 +1,277 @@
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import { spawn } from "node:child_process"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Duration from "effect/Duration"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type { Redis } from "ioredis"
+import { Broker } from "../src/Broker.js"
+import * as Executor from "../src/Executor.js"
+import { ResultBackend } from "../src/ResultBackend.js"
+import * as TaskMessage from "../src/TaskMessage.js"
+import * as Worker from "../src/Worker.js"
+import * as Taskiq from "../src/Taskiq.js"
+import * as tasks from "./fixtures/tasks.js"
+import { layerRedis, names, rawClient, redisUrl, uniqueName } from "./utils/redis.js"
+import { privateRedis } from "./utils/redisServer.js"
+
+type Services = Broker | ResultBackend
+
+/** This test's Redis queue and backend, kept for the scope. */
+const infraIn = (root: string, options: Taskiq.RedisOptions = {}) =>
+  Layer.build(layerRedis(root, options))
+
+/** Starts a worker over these services; interrupting the returned fiber shuts it down gracefully. */
+const startWorker = (ctx: Context.Context<Services>, options: Worker.WorkerOptions = {}) =>
+  Worker.run({ blockMs: 100, ...options }).pipe(
+    Effect.provide(Executor.layer(tasks.all)),
+    Effect.provide(ctx),
+    Effect.forkScoped
+  )
+
+const inCtx = <A, E>(ctx: Context.Context<Services>, effect: Effect.Effect<A, E, Services>) => Effect.provide(effect, ctx)
+
+/** Polls Redis (a test harness observing, not the product waiting) until `f` holds. */
+const eventually = <A>(f: () => Promise<A>, ok: (a: A) => boolean, timeoutMs = 10_000) =>
+  Effect.promise(async () => {
+    const until = Date.now() + timeoutMs
+    for (;;) {
+      const a = await f()
+      if (ok(a)) return a
+      if (Date.now() > until) throw new Error(`condition not reached within ${timeoutMs} ms (last: ${JSON.stringify(a)})`)
+      await new Promise((r) => setTimeout(r, 20))
+    }
+  })
+
+const pendingCount = (raw: Redis, queue: string) =>
+  Effect.promise(() => raw.xpending(queue, "taskiq") as Promise<[number, ...Array<unknown>]>).pipe(Effect.map((s) => s[0]))
+
+describe("Worker", () => {
+  it.scopedLive("1,000 tasks through 4 concurrent workers: 1,000 results, 0 pending, stream length 0", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-1000")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      for (let i = 0; i < 4; i++) yield* startWorker(ctx, { maxAsyncTasks: 16 })
+      const handles = yield* inCtx(ctx, Effect.forEach(Array.from({ length: 1000 }, (_, i) => i), (i) => tasks.add.kiq(i, 1), { concurrency: 100 }))
+      const values = yield* inCtx(ctx, Effect.forEach(handles, (h) => h.result({ timeout: "30 seconds" }), { concurrency: "unbounded" }))
+      assert.deepStrictEqual(values, Array.from({ length: 1000 }, (_, i) => i + 1))
+      const { queueName, resultPrefix } = names(root)
+      // Acks follow the saved results by a round trip.
+      yield* eventually(() => Effect.runPromise(pendingCount(raw, queueName)), (n) => n === 0, 5_000)
+      assert.strictEqual(yield* Effect.promise(() => raw.xlen(queueName)), 0)
+      assert.strictEqual((yield* Effect.promise(() => raw.keys(`${resultPrefix}:*`))).length, 1000)
+      const consumers = yield* Effect.promise(() => raw.xinfo("CONSUMERS", queueName, "taskiq") as Promise<Array<unknown>>)
+      assert.strictEqual(consumers.length, 4, "one consumer per worker")
+    }), { timeout: 60_000 })
+
+  it.scopedLive("a failing, dying or throwing task gets an error result and never stops the pool", () =>
+    Effect.gen(function*() {
+      const ctx = yield* infraIn(uniqueName("w-errors"))
+      yield* startWorker(ctx, { maxAsyncTasks: 2 })
+      const failed = yield* inCtx(ctx, Effect.flatMap(tasks.fails.kiq("no"), (h) => h.waitResult()))
+      assert.isTrue(failed.isErr)
+      assert.strictEqual(failed.error?.excType, "Error")
+      assert.deepStrictEqual(failed.error?.excMessage, ["no"])
+      const died = yield* inCtx(ctx, Effect.flatMap(tasks.dies.kiq(), (h) => h.waitResult()))
+      assert.strictEqual(died.error?.excType, "RangeError")
+      assert.include(died.error?.pretty, "a bug in the task")
+      const thrown = yield* inCtx(ctx, Effect.flatMap(tasks.throwsString.kiq(), (h) => h.result()).pipe(Effect.flip))
+      assert.strictEqual(thrown._tag, "TaskFailed")
+      assert.strictEqual((thrown as { excMessage: string }).excMessage, "a bare string")
+      const sums = yield* inCtx(ctx, Effect.forEach([1, 2, 3, 4, 5, 6], (i) => Effect.flatMap(tasks.add.kiq(i, i), (h) => h.result())))
+      assert.deepStrictEqual(sums, [2, 4, 6, 8, 10, 12])
+    }))
+
+  it.scopedLive("a task running 3× longer than the lease is not run twice", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-lease")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      yield* startWorker(ctx, { leaseMs: 300 })
+      yield* startWorker(ctx, { leaseMs: 300 })
+      const key = `${root}:runs`
+      const handle = yield* inCtx(ctx, tasks.countAndSleep.kiq(key, 900))
+      assert.strictEqual(yield* inCtx(ctx, handle.result({ timeout: "10 seconds" })), 1)
+      yield* Effect.sleep("700 millis")
+      assert.strictEqual(yield* Effect.promise(() => raw.get(key)), "1")
+    }))
+
+  it.scopedLive("a worker process killed mid-task: the task is reclaimed and completed by another worker", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-kill")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      const { queueName, resultPrefix } = names(root)
+      const child = spawn(process.execPath, ["--import", "tsx", "test/fixtures/worker.ts"], {
+        env: { ...process.env, TASKIQ_TEST_REDIS_URL: redisUrl, TEST_QUEUE: queueName, TEST_PREFIX: resultPrefix, TEST_LEASE_MS: "500" },
+        stdio: ["ignore", "pipe", "inherit"]
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => child.kill("SIGKILL")))
+      const key = `${root}:runs`
+      const handle = yield* inCtx(ctx, tasks.countAndSleep.kiq(key, 1_500))
+      yield* eventually(() => raw.get(key), (v) => v === "1", 20_000)
+      child.kill("SIGKILL")
+      yield* startWorker(ctx, { leaseMs: 500 })
+      const result = yield* inCtx(ctx, handle.waitResult({ timeout: "15 seconds" }))
+      assert.isFalse(result.isErr)
+      assert.strictEqual(result.returnValue, 2, "the second run completed it")
+      yield* eventually(() => raw.xlen(queueName), (n) => n === 0, 5_000)
+    }), { timeout: 40_000 })
+
+  it.scopedLive("shutdown lets running tasks finish within the timeout and acknowledges them", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-drain")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      const worker = yield* startWorker(ctx, { shutdownTimeout: "5 seconds" })
+      const key = `${root}:runs`
+      const handles = yield* inCtx(ctx, Effect.forEach([1, 2, 3, 4, 5], () => tasks.countAndSleep.kiq(key, 400)))
+      yield* eventually(() => raw.get(key), (v) => v === "5")
+      yield* Fiber.interrupt(worker)
+      // The worker is gone; the results must already be there.
+      const backend = Context.get(ctx, ResultBackend)
+      for (const h of handles) assert.isTrue(Option.isSome(yield* backend.get(h.taskId)), "finished before shutdown ended")
+      assert.strictEqual(yield* Effect.promise(() => raw.xlen(names(root).queueName)), 0)
+    }))
+
+  it.scopedLive("past the shutdown timeout, running tasks are interrupted and handed back for another worker", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-handback")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      const first = yield* startWorker(ctx, { shutdownTimeout: "100 millis", leaseMs: 60_000 })
+      const key = `${root}:runs`
+      const handles = yield* inCtx(ctx, Effect.forEach([1, 2, 3], () => tasks.countAndSleep.kiq(key, 1_000)))
+      yield* eventually(() => raw.get(key), (v) => v === "3")
+      yield* Fiber.interrupt(first)
+      const backend = Context.get(ctx, ResultBackend)
+      for (const h of handles) assert.isTrue(Option.isNone(yield* backend.get(h.taskId)), "interrupted, no result")
+      assert.strictEqual(yield* Effect.promise(() => raw.xlen(names(root).queueName)), 3, "handed back, not lost")
+      // A lease of a minute would keep them from a crashed worker; handed back, they run at once.
+      yield* startWorker(ctx, { leaseMs: 60_000 })
+      const runs = yield* inCtx(ctx, Effect.forEach(handles, (h) => h.result({ timeout: "10 seconds" })))
+      assert.deepStrictEqual([...runs].sort(), [4, 5, 6])
+    }))
+
+  it.scopedLive("garbage in the stream is dead-lettered and the worker keeps serving", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-garbage")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      const { queueName } = names(root)
+      yield* startWorker(ctx)
+      const badId = TaskMessage.makeTaskId()
+      yield* Effect.promise(() => raw.xadd(queueName, "*", "data", "{not json"))
+      yield* Effect.promise(() => raw.xadd(queueName, "*", "something", "else"))
+      yield* Effect.promise(() => raw.xadd(queueName, "*", "data", JSON.stringify({ task_id: badId, task_name: 7 })))
+      const sum = yield* inCtx(ctx, Effect.flatMap(tasks.add.kiq(20, 22), (h) => h.result()))
+      assert.strictEqual(sum, 42)
+      const dead = yield* eventually(() => Effect.runPromise(Context.get(ctx, Broker).deadLetters()), (d) => d.length === 3)
+      assert.deepStrictEqual(dead.map((d) => d.reason.split(":")[0]), [
+        "Undecodable task message (InvalidJson)",
+        "Undecodable task message (InvalidShape)",
+        "Undecodable task message (InvalidShape)"
+      ])
+      // Where the task id was readable, its caller gets an error result instead of waiting forever.
+      const result = yield* Context.get(ctx, ResultBackend).get(badId)
+      assert.strictEqual(Option.getOrThrow(result).error?.excType, "MessageDecodeError")
+      yield* eventually(() => raw.xlen(queueName), (n) => n === 0, 5_000)
+    }))
+
+  it.scopedLive("an unknown task name gets an error result and goes to the dead-letter queue", () =>
+    Effect.gen(function*() {
+      const ctx = yield* infraIn(uniqueName("w-unknown"))
+      yield* startWorker(ctx)
+      const broker = Context.get(ctx, Broker)
+      const taskId = TaskMessage.makeTaskId()
+      yield* broker.publish({ taskId, taskName: "no.such.task", labels: {}, args: [], kwargs: {} })
+      const result = Option.getOrThrow(yield* Context.get(ctx, ResultBackend).wait(taskId, Duration.seconds(10)))
+      assert.strictEqual(result.error?.excType, "InvalidTask")
+      assert.include(String(result.error?.excMessage[0]), "t.add")
+      const dead = yield* eventually(() => Effect.runPromise(broker.deadLetters()), (d) => d.length === 1, 5_000)
+      assert.strictEqual(dead[0]?.taskId, taskId)
+    }))
+
+  it.scopedLive("a message delivered more than maxDeliveries times is dead-lettered with an error result", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-maxdel")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      const { queueName } = names(root)
+      const handle = yield* inCtx(ctx, tasks.add.kiq(1, 1))
+      // Taken by a consumer that then died; the worker reclaims it as its second delivery.
+      yield* Effect.promise(() => raw.xreadgroup("GROUP", "taskiq", "crashed", "COUNT", 1, "STREAMS", queueName, ">"))
+      yield* startWorker(ctx, { maxDeliveries: 1, leaseMs: 200 })
+      const result = yield* inCtx(ctx, handle.waitResult({ timeout: "10 seconds" }))
+      assert.strictEqual(result.error?.excType, "MaxDeliveriesExceeded")
+      // The error result is stored first, then the message moves: wait for the move.
+      const dead = yield* eventually(() => Effect.runPromise(Context.get(ctx, Broker).deadLetters()), (d) => d.length === 1, 5_000)
+      assert.strictEqual(dead[0]?.deliveries, 2)
+      assert.strictEqual(yield* Effect.promise(() => raw.xlen(queueName)), 0)
+    }))
+
+  it.scopedLive("a worker never holds more messages than it has slots", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-prefetch")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      const { queueName } = names(root)
+      const handles = yield* inCtx(ctx, Effect.forEach(Array.from({ length: 12 }), () => tasks.countAndSleep.kiq(`${root}:runs`, 150)))
+      yield* startWorker(ctx, { maxAsyncTasks: 3 })
+      yield* startWorker(ctx, { maxAsyncTasks: 2 })
+      const done = yield* Effect.fork(inCtx(ctx, Effect.forEach(handles, (h) => h.result({ timeout: "20 seconds" }))))
+      let maxHeld = 0
+      while (done.unsafePoll() === null) {
+        const consumers = yield* Effect.promise(() => raw.xinfo("CONSUMERS", queueName, "taskiq") as Promise<Array<Array<string | number>>>)
+        for (const c of consumers) maxHeld = Math.max(maxHeld, Number(c[c.indexOf("pending") + 1]))
+        yield* Effect.sleep("15 millis")
+      }
+      yield* Fiber.join(done)
+      assert.isAtMost(maxHeld, 3)
+      assert.isAtLeast(maxHeld, 2, "the sampling saw work in flight")
+    }))
+
+  it.scopedLive("ack policy: when_saved keeps the message until the result is stored; when_received acks at once", () =>
+    Effect.gen(function*() {
+      for (const [ackPolicy, expectedLen] of [["when_saved", 1], ["when_received", 0]] as const) {
+        const root = uniqueName(`w-ack-${ackPolicy}`)
+        const ctx = yield* infraIn(root)
+        const raw = yield* rawClient()
+        const worker = yield* startWorker(ctx, { ackPolicy })
+        const handle = yield* inCtx(ctx, tasks.countAndSleep.kiq(`${root}:runs`, 500))
+        yield* eventually(() => raw.get(`${root}:runs`), (v) => v === "1")
+        assert.strictEqual(yield* Effect.promise(() => raw.xlen(names(root).queueName)), expectedLen, ackPolicy)
+        assert.strictEqual(yield* inCtx(ctx, handle.result()), 1)
+        yield* eventually(() => raw.xlen(names(root).queueName), (n) => n === 0, 5_000)
+        yield* Fiber.interrupt(worker)
+      }
+    }))
+})
+
+describe("Worker against a Redis that goes away", () => {
+  it.scopedLive("keeps serving after its connections are killed and after Redis restarts", () =>
+    Effect.gen(function*() {
+      const redis = yield* privateRedis()
+      const ctx = yield* Layer.build(Taskiq.layerRedis({ url: redis.url, queueName: "restart-q" }))
+      const raw = yield* rawClient(redis.url)
+      yield* startWorker(ctx)
+      assert.strictEqual(yield* inCtx(ctx, Effect.flatMap(tasks.add.kiq(1, 2), (h) => h.result())), 3)
+
+      yield* Effect.promise(() => raw.client("KILL", "TYPE", "normal", "SKIPME", "yes"))
+      assert.strictEqual(yield* inCtx(ctx, Effect.flatMap(tasks.add.kiq(2, 3), (h) => h.result({ timeout: "10 seconds" }))), 5)
+
+      yield* redis.stop
+      yield* Effect.sleep("300 millis")
+      yield* redis.start
+      // Redis came back empty (no persistence): the group is recreated and new work flows again.
+      const h = yield* inCtx(ctx, tasks.add.kiq(3, 4))
+      assert.strictEqual(yield* inCtx(ctx, h.result({ timeout: "15 seconds" })), 7)
+      const info = yield* Effect.promise(() => raw.xinfo("GROUPS", "restart-q") as Promise<Array<unknown>>)
+      assert.strictEqual(info.length, 1)
+    }), { timeout: 60_000 })
+})
+
+afterAll(() => tasks.closeFixtures())
