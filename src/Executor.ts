@@ -52,7 +52,8 @@ const typeName = (e: unknown): string => {
   if (typeof e === "object" && e !== null) {
     const tag = (e as { _tag?: unknown })._tag
     if (typeof tag === "string") return tag
-    if (e instanceof Error) return e.name
+    // A subclass that does not set `name` still deserves its class name.
+    if (e instanceof Error) return e.name === "Error" && e.constructor.name !== "Error" ? e.constructor.name : e.name
     return (e as object).constructor?.name ?? "Object"
   }
   return typeof e

@@ -47,7 +47,7 @@ export type ContextOf<Out> = Out extends Effect.Effect<infer _A, infer _E, infer
 /** Options of a declared task. */
 export interface TaskOptions<Args extends ReadonlyArray<unknown>, A, E> {
   /** A tuple Schema for the arguments: encoded by the producer, decoded (validated) by the worker. */
-  readonly args?: Schema.Schema<Args, any> | undefined
+  readonly args?: Schema.Schema<Args, any> | Schema.Schema<Readonly<Args>, any> | undefined
   /** A Schema for the return value: encoded by the worker, decoded by `waitResult`. */
   readonly success?: Schema.Schema<A, any> | undefined
   /** A Schema for the typed failure, so the caller gets the same tagged error back. */

@@ -55,7 +55,7 @@ const parseLabel = (value: unknown, code: number | undefined): LabelValue => {
       return Number.isNaN(n) ? value : n
     }
     case LabelType.BOOL:
-      return value === "True" || value === "true"
+      return value.toLowerCase() === "true"
     case LabelType.BYTES:
       return new Uint8Array(Buffer.from(value, "base64"))
     default:

@@ -138,6 +138,21 @@ export const decodeJson = (taskId: string, json: string): Either.Either<TaskResu
   return Either.right(result)
 }
 
+// Bytes labels travel as base64 text in results, as they do in messages.
+const jsonLabels = (labels: Labels): Labels => {
+  for (const key in labels) {
+    if (labels[key] instanceof Uint8Array) {
+      const out: Record<string, unknown> = {}
+      for (const k in labels) {
+        const v = labels[k]
+        out[k] = v instanceof Uint8Array ? Buffer.from(v).toString("base64") : v
+      }
+      return out as Labels
+    }
+  }
+  return labels
+}
+
 /** Encodes a result to its wire JSON text. `returnValue` must already be JSON-safe (Schema-encoded). */
 export const encodeJson = (result: TaskResult): string =>
   JSON.stringify({
@@ -146,7 +161,7 @@ export const encodeJson = (result: TaskResult): string =>
     log: result.log,
     return_value: result.returnValue === undefined ? null : result.returnValue,
     execution_time: result.executionTime,
-    labels: result.labels,
+    labels: jsonLabels(result.labels),
     error: result.error === null ? null : {
       ...result.error.extra,
       exc_type: result.error.excType,

@@ -27,19 +27,22 @@ export const layerRedis = (options: RedisOptions = {}): Layer.Layer<Broker | Res
     RedisBackend.layer({ resultExTime: options.resultExTime, resultPxTime: options.resultPxTime, prefix: options.resultPrefix })
   ).pipe(Layer.provide(RedisConnection.layer(options)))
 
-/** The `.env` file of the current folder, added under the environment (the environment wins). */
-export const layerDotEnv: Layer.Layer<never> = PlatformConfigProvider.layerDotEnvAdd(".env").pipe(
-  Layer.provide(NodeFileSystem.layer)
-)
+/** A `.env` file (default: the current folder's) added under the environment: the environment wins. */
+export const layerDotEnv = (path: string = ".env"): Layer.Layer<never> =>
+  PlatformConfigProvider.layerDotEnvAdd(path).pipe(Layer.provide(NodeFileSystem.layer))
 
 /**
  * The Redis layers configured from the environment and `.env`: `TASKIQ_REDIS_URL`, `TASKIQ_QUEUE_NAME`,
- * `TASKIQ_RESULT_EX_TIME` / `TASKIQ_RESULT_PX_TIME`, `TASKIQ_RESULT_PREFIX`.
+ * `TASKIQ_RESULT_EX_TIME` / `TASKIQ_RESULT_PX_TIME`, `TASKIQ_RESULT_PREFIX`. `dotEnv: false` skips the file.
  */
-export const layerRedisConfig: Layer.Layer<Broker | ResultBackend, BrokerError | BackendError> = Layer.merge(
-  RedisBroker.layerConfig,
-  RedisBackend.layerConfig
-).pipe(Layer.provide(RedisConnection.layerConfig), Layer.provide(layerDotEnv))
+export const layerRedisConfig = (
+  options: { readonly dotEnv?: string | false | undefined } = {}
+): Layer.Layer<Broker | ResultBackend, BrokerError | BackendError> => {
+  const layer = Layer.merge(RedisBroker.layerConfig, RedisBackend.layerConfig).pipe(
+    Layer.provide(RedisConnection.layerConfig)
+  )
+  return options.dotEnv === false ? layer : layer.pipe(Layer.provide(layerDotEnv(options.dotEnv)))
+}
 
 /** In-memory broker and backend, for tests and demos in one process. */
 export const layerMemory = (
