@@ -1,0 +1,27 @@
+/**
+ * The example task module: declared tasks (fixed names, Schemas for a typed failure).
+ */
+import { Effect, Schema } from "effect"
+import { Task } from "effect-taskiq"
+
+/** A declared task with a fixed routing name, as `@broker.task("my.add")` in taskiq. */
+export const add = Task.make("my.add", (a: number, b: number) => Effect.succeed(a + b))
+
+/** A typed failure that crosses the process boundary and comes back as itself. */
+export class DivisionByZero extends Schema.TaggedError<DivisionByZero>()("DivisionByZero", {
+  dividend: Schema.Number
+}) {}
+
+export const divide = Task.make(
+  "my.divide",
+  (a: number, b: number) => b === 0 ? Effect.fail(new DivisionByZero({ dividend: a })) : Effect.succeed(a / b),
+  { failure: DivisionByZero }
+)
+
+/** A Promise-returning handler works as well; it takes a while, like real I/O. */
+export const slowEcho = Task.make("my.slow_echo", async (text: string, ms: number) => {
+  await new Promise((resolve) => setTimeout(resolve, ms))
+  return text
+}, { timeout: "10 seconds" })
+
+export const tasks = [add, divide, slowEcho] as const
