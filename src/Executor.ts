@@ -13,6 +13,7 @@ import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Task from "./Task.js"
+import * as TaskRegistry from "./TaskRegistry.js"
 import type { TaskMessage } from "./TaskMessage.js"
 import * as TaskResult from "./TaskResult.js"
 
@@ -163,7 +164,12 @@ export const make = <const Tasks extends ReadonlyArray<Task.Any>>(
         return Effect.exit(Effect.provide(run, context)).pipe(
           Effect.map((exit): Execution => {
             if (Exit.isFailure(exit)) {
-              const execution = failed(errorFromCause(exit.cause, task.encodeFailure), start, message.labels)
+              // A task that cannot run as asked (kc.exec naming a forbidden module…) will never succeed: poison.
+              const failure = Cause.failureOption(exit.cause)
+              const poison = Option.isSome(failure) && failure.value instanceof Task.InvalidTask
+                ? failure.value.message
+                : undefined
+              const execution = failed(errorFromCause(exit.cause, task.encodeFailure), start, message.labels, poison)
               return Cause.isInterruptedOnly(exit.cause) ? { ...execution, interrupted: true } : execution
             }
             if (task.encodeSuccess === undefined) {
@@ -187,6 +193,23 @@ export const make = <const Tasks extends ReadonlyArray<Task.Any>>(
 
     return Executor.of({ execute, taskNames: [...byName.keys()] })
   })
+
+/**
+ * An executor for the declared tasks of the registry's modules, these extra tasks, and the generic
+ * task `kc.exec` over the registry's allowlist.
+ */
+export const layerRegistry = <const Tasks extends ReadonlyArray<Task.Any> = readonly []>(
+  tasks?: Tasks
+): Layer.Layer<Executor, never, TaskRegistry.TaskRegistry | TasksContext<Tasks[number]>> =>
+  Layer.effect(
+    Executor,
+    Effect.flatMap(TaskRegistry.TaskRegistry, (registry) =>
+      make([...registry.tasks, ...(tasks ?? []), TaskRegistry.execTask(registry)]) as Effect.Effect<
+        Context.Tag.Service<Executor>,
+        never,
+        TasksContext<Tasks[number]>
+      >)
+  )
 
 /** An executor layer for these declared tasks. */
 export const layer = <const Tasks extends ReadonlyArray<Task.Any>>(

@@ -1,20 +1,66 @@
 /**
- * The producer API: `scheduleAsync(task, ...args)` submits a task and returns its handle.
+ * The producer API: `scheduleAsync(taskOrFn, ...args)` submits a declared task, or a plain exported
+ * async function through the generic task `kc.exec`, and returns its handle.
  */
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import type { Broker } from "./Broker.js"
 import * as Task from "./Task.js"
 import type { TaskHandle } from "./TaskHandle.js"
+import { execTaskName, TaskRegistry } from "./TaskRegistry.js"
 
-/** Submits a declared task with these arguments; the handle waits for its result. */
-export const scheduleAsync = <Args extends ReadonlyArray<any>, A, E, R>(
-  task: Task.Task<Args, A, E, R>,
-  ...args: Args
-): Effect.Effect<TaskHandle<A, E>, Task.ScheduleError, Broker> => Task.submit(task, args, {})
+/** A plain async function that `kc.exec` can run. */
+export type AsyncFunction = (...args: Array<any>) => Promise<any>
 
-/** Submits a declared task with per-submission labels or keyword arguments. */
-export const scheduleWith = <Args extends ReadonlyArray<any>, A, E, R>(
-  task: Task.Task<Args, A, E, R>,
-  options: Task.SubmitOptions,
-  ...args: Args
-): Effect.Effect<TaskHandle<A, E>, Task.ScheduleError, Broker> => Task.submit(task, args, options)
+const execTask = Task.make(
+  execTaskName,
+  (_module: string, _qualname: string, _args: ReadonlyArray<unknown>, _kwargs: Record<string, unknown>): unknown => undefined
+)
+
+/** Submits a plain exported async function through `kc.exec`, found in the task registry. */
+export const scheduleFunction = <F extends AsyncFunction>(
+  fn: F,
+  args: Parameters<F>,
+  options: Task.SubmitOptions = {}
+): Effect.Effect<TaskHandle<Awaited<ReturnType<F>>>, Task.ScheduleError, Broker | TaskRegistry> =>
+  Effect.flatMap(TaskRegistry, (registry) => {
+    const where = registry.locate(fn)
+    if (Either.isLeft(where)) return Effect.fail(where.left)
+    return Task.submit(
+      execTask,
+      [where.right.module, where.right.qualname, args, options.kwargs ?? {}],
+      { labels: options.labels }
+    ) as unknown as Effect.Effect<TaskHandle<Awaited<ReturnType<F>>>, Task.ScheduleError, Broker>
+  })
+
+/** Submits a declared task, or an exported async function via `kc.exec`; the handle waits for its result. */
+export const scheduleAsync: {
+  <Args extends ReadonlyArray<any>, A, E, R>(
+    task: Task.Task<Args, A, E, R>,
+    ...args: Args
+  ): Effect.Effect<TaskHandle<A, E>, Task.ScheduleError, Broker>
+  <F extends AsyncFunction>(
+    fn: F,
+    ...args: Parameters<F>
+  ): Effect.Effect<TaskHandle<Awaited<ReturnType<F>>>, Task.ScheduleError, Broker | TaskRegistry>
+} = ((taskOrFn: unknown, ...args: Array<unknown>) =>
+  Task.isTask(taskOrFn)
+    ? Task.submit(taskOrFn, args, {})
+    : scheduleFunction(taskOrFn as AsyncFunction, args)) as never
+
+/** Submits with per-submission labels or keyword arguments. */
+export const scheduleWith: {
+  <Args extends ReadonlyArray<any>, A, E, R>(
+    task: Task.Task<Args, A, E, R>,
+    options: Task.SubmitOptions,
+    ...args: Args
+  ): Effect.Effect<TaskHandle<A, E>, Task.ScheduleError, Broker>
+  <F extends AsyncFunction>(
+    fn: F,
+    options: Task.SubmitOptions,
+    ...args: Parameters<F>
+  ): Effect.Effect<TaskHandle<Awaited<ReturnType<F>>>, Task.ScheduleError, Broker | TaskRegistry>
+} = ((taskOrFn: unknown, options: Task.SubmitOptions, ...args: Array<unknown>) =>
+  Task.isTask(taskOrFn)
+    ? Task.submit(taskOrFn, args, options)
+    : scheduleFunction(taskOrFn as AsyncFunction, args, options)) as never
