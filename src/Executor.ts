@@ -121,6 +121,10 @@ export const make = <const Tasks extends ReadonlyArray<Task.Any>>(
   tasks: Tasks
 ): Effect.Effect<Context.Tag.Service<Executor>, never, TasksContext<Tasks[number]>> =>
   Effect.map(Effect.context<TasksContext<Tasks[number]>>(), (context) => {
+    // Providing a context costs a fiber-ref update per task; skip it when the handlers need no services.
+    const provide = context.unsafeMap.size === 0
+      ? <A, E>(e: Effect.Effect<A, E, any>) => e as Effect.Effect<A, E>
+      : <A, E>(e: Effect.Effect<A, E, any>) => Effect.provide(e, context) as Effect.Effect<A, E>
     const byName = new Map<string, Task.Any>()
     for (const task of tasks) byName.set(task.name, task)
 
@@ -161,7 +165,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.Any>>(
             onTimeout: () => new TaskTimeout({ taskName: task.name, timeoutMs: Duration.toMillis(timeout) })
           })
         }
-        return Effect.exit(Effect.provide(run, context)).pipe(
+        return Effect.exit(provide(run)).pipe(
           Effect.map((exit): Execution => {
             if (Exit.isFailure(exit)) {
               // A task that cannot run as asked (kc.exec naming a forbidden module…) will never succeed: poison.
