@@ -1,0 +1,108 @@
+// The thread behind scheduleAsyncSync (src/SyncPublisher.ts). Plain JavaScript that imports only ioredis:
+// the calling thread is blocked in Atomics.wait while this runs, and a TypeScript loader (tsx's module
+// hooks) would need the blocked thread and deadlock.
+//
+// workerData: { url, queueName, group, connectTimeoutMs, flag: SharedArrayBuffer, port: MessagePort }
+// Requests (on parentPort): { type: "publish", id, json, deadline } | { type: "close" }
+// Replies (on port):        { id, ok: true } | { id, ok: false, reason, detail } | { id, ok: false, expired: true }
+// After each reply, flag[0] is incremented and notified; flag[1] = 1 once this thread is exiting.
+import { parentPort, workerData } from "node:worker_threads"
+
+const { url, queueName, group, connectTimeoutMs, port } = workerData
+const flag = new Int32Array(workerData.flag)
+
+const signal = () => {
+  Atomics.add(flag, 0, 1)
+  Atomics.notify(flag, 0)
+}
+process.on("exit", () => {
+  Atomics.store(flag, 1, 1)
+  signal()
+})
+
+let Redis
+try {
+  ;({ Redis } = await import("ioredis"))
+} catch (error) {
+  port.postMessage({ id: -1, fatal: `cannot load ioredis: ${error?.stack ?? error}` })
+  signal()
+  process.exit(1)
+}
+
+const errorText = (e) => String(e?.message ?? e)
+const retryStrategy = (times) => Math.min(50 * 2 ** Math.min(times, 10), 2_000)
+
+/** The connection, opened (with the group created, as every producer does) on first use. */
+let connection
+let client
+const connect = () => {
+  connection ??= (async () => {
+    const c = (client = new Redis(url, {
+      lazyConnect: true,
+      maxRetriesPerRequest: null,
+      retryStrategy,
+      connectTimeout: connectTimeoutMs,
+      connectionName: `taskiq:sync-publisher:${queueName.replace(/[^\x21-\x7e]/g, "_")}`
+    }))
+    c.on("error", () => {})
+    try {
+      await withTimeout(c.connect().then(() => c.ping()), connectTimeoutMs, "no answer; is Redis running there?")
+      await c.xgroup("CREATE", queueName, group, "0", "MKSTREAM").catch((e) => {
+        if (!errorText(e).includes("BUSYGROUP")) throw e
+      })
+      return c
+    } catch (e) {
+      c.disconnect()
+      throw e
+    }
+  })()
+  // A failed connect is retried by the next call.
+  connection.catch(() => (connection = undefined))
+  return connection
+}
+
+const withTimeout = (promise, ms, detail) => {
+  let timer
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`${detail} (after ${ms} ms)`)), ms)))
+  ]).finally(() => clearTimeout(timer))
+}
+
+const reply = (message) => {
+  port.postMessage(message)
+  signal()
+}
+
+const publish = async ({ id, json, deadline }) => {
+  if (Date.now() > deadline) return reply({ id, ok: false, expired: true })
+  let c
+  try {
+    c = await connect()
+  } catch (e) {
+    return reply({ id, ok: false, reason: "Connect", detail: errorText(e) })
+  }
+  // The caller gave up while this thread was connecting: publishing now would surprise it.
+  if (Date.now() > deadline) return reply({ id, ok: false, expired: true })
+  try {
+    await c.xadd(queueName, "*", "data", json)
+    reply({ id, ok: true })
+  } catch (e) {
+    reply({ id, ok: false, reason: "Publish", detail: errorText(e) })
+  }
+}
+
+// Publishes are handled one after another, in order. A close comes when no caller is blocked (the caller
+// closes), so whatever is still queued belongs to calls that already timed out: it is dropped.
+let queue = Promise.resolve()
+parentPort.on("message", (request) => {
+  if (request.type === "publish") {
+    queue = queue.then(() => publish(request))
+  } else if (request.type === "close") {
+    const quit = client?.status === "ready" ? withTimeout(client.quit(), 1_000, "quit") : Promise.resolve()
+    quit.catch(() => undefined).finally(() => {
+      client?.disconnect()
+      process.exit(0)
+    })
+  }
+})
