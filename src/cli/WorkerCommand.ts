@@ -1,0 +1,230 @@
+/**
+ * `taskiq worker <module>:<export> [task modules…] [options]`: loads the App, its task modules (named and
+ * discovered) and runs `Worker.run` with the App's worker settings overridden by the command line, in this
+ * process (`--workers 1`) or in N supervised child processes.
+ */
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as App from "../App.js"
+import { Broker } from "../Broker.js"
+import * as Executor from "../Executor.js"
+import { loadApp } from "../internal/appLoader.js"
+import * as Supervisor from "../internal/supervisor.js"
+import { ResultBackend } from "../ResultBackend.js"
+import * as TaskRegistry from "../TaskRegistry.js"
+import * as Worker from "../Worker.js"
+import { CliError } from "./CliError.js"
+
+/** Extra time a worker process gets, past its shutdown timeout, to hand messages back and close connections. */
+const stopSlack = Duration.seconds(10)
+
+const atLeast = (min: number, name: string) =>
+  Options.filterMap((n: number) => n >= min ? Option.some(n) : Option.none(), `--${name} must be at least ${min}`)
+
+const app = Args.text({ name: "module:export" }).pipe(
+  Args.withDescription(
+    "The application: a module (a path relative to --app-dir, with or without its .ts/.js extension, or a package) " +
+      "and the name of its export, an App (`App.make({...})`), a Layer providing Broker and ResultBackend, or an object " +
+      "with such a `layer`. Example: examples/app.ts:app"
+  )
+)
+
+const modules = Args.text({ name: "task-module" }).pipe(
+  Args.repeated,
+  Args.withDescription(
+    "Task modules to import (paths relative to the app dir), added to the App's: their declared tasks are registered, " +
+      "their exported async functions can be run by kc.exec."
+  )
+)
+
+const fsDiscover = Options.boolean("fs-discover").pipe(
+  Options.withDescription(
+    "Import every file below the app dir matching --tasks-pattern (node_modules and dot folders are skipped). " +
+      "Default: the App's fsDiscover, else off."
+  )
+)
+
+const tasksPattern = Options.text("tasks-pattern").pipe(
+  Options.repeated,
+  Options.withDescription("A glob, relative to the app dir, for --fs-discover; repeatable. Default: **/tasks.{ts,js}.")
+)
+
+const appDir = Options.directory("app-dir", { exists: "yes" }).pipe(
+  Options.optional,
+  Options.withDescription(
+    "The folder <module:export> is looked up in; also the folder task modules are relative to, and below which " +
+      "kc.exec may import, unless the App sets its own appDir. Default: the current folder."
+  )
+)
+
+const workers = Options.integer("workers").pipe(
+  atLeast(1, "workers"),
+  Options.withDefault(2),
+  Options.withDescription(
+    "Worker processes. With 2 or more, this process supervises them: a child that dies is restarted with backoff, " +
+      "a signal is forwarded to all. 1 runs the worker in this process, with no supervisor."
+  )
+)
+
+const maxAsyncTasks = Options.integer("max-async-tasks").pipe(
+  atLeast(1, "max-async-tasks"),
+  Options.optional,
+  Options.withDescription("Tasks each worker process runs at once. Default: the App's worker.maxAsyncTasks, else 100.")
+)
+
+const ackType = Options.choice("ack-type", ["when_received", "when_executed", "when_saved"]).pipe(
+  Options.optional,
+  Options.withDescription(
+    "When a message is acknowledged: when received (at most once), when executed, or when its result is saved. " +
+      "Default: the App's worker.ackPolicy, else when_saved."
+  )
+)
+
+const shutdownTimeout = Options.float("shutdown-timeout").pipe(
+  atLeast(0, "shutdown-timeout"),
+  Options.optional,
+  Options.withDescription(
+    "Seconds running tasks may take to finish after SIGINT/SIGTERM before they are interrupted and handed back. " +
+      "Default: the App's worker.shutdownTimeout, else 5."
+  )
+)
+
+const maxDeliveries = Options.integer("max-deliveries").pipe(
+  atLeast(1, "max-deliveries"),
+  Options.optional,
+  Options.withDescription(
+    "Deliveries after which a message whose workers keep dying is dead-lettered. Default: the App's worker.maxDeliveries, else 5."
+  )
+)
+
+/** The parsed command line. */
+export interface WorkerCommandConfig {
+  readonly app: string
+  readonly modules: ReadonlyArray<string>
+  readonly fsDiscover: boolean
+  readonly tasksPattern: ReadonlyArray<string>
+  readonly appDir: Option.Option<string>
+  readonly workers: number
+  readonly maxAsyncTasks: Option.Option<number>
+  readonly ackType: Option.Option<"when_received" | "when_executed" | "when_saved">
+  readonly shutdownTimeout: Option.Option<number>
+  readonly maxDeliveries: Option.Option<number>
+}
+
+/** The App's worker settings, overridden by the command line's. */
+export const workerOptions = (app: App.App, config: WorkerCommandConfig): Worker.WorkerOptions => ({
+  ...app.worker,
+  maxAsyncTasks: Option.getOrElse(config.maxAsyncTasks, () => app.worker.maxAsyncTasks),
+  ackPolicy: Option.getOrElse(config.ackType, () => app.worker.ackPolicy),
+  shutdownTimeout: Option.match(config.shutdownTimeout, {
+    onNone: () => app.worker.shutdownTimeout,
+    onSome: (s) => Duration.millis(Math.round(s * 1000))
+  }),
+  maxDeliveries: Option.getOrElse(config.maxDeliveries, () => app.worker.maxDeliveries)
+})
+
+/**
+ * The App's task modules and discovery, with the command line's added. The App's own `appDir`, when it sets
+ * one, is kept: producers name `kc.exec` modules relative to it, so the worker must resolve them there too.
+ */
+export const registryOptions = (app: App.App, config: WorkerCommandConfig): TaskRegistry.TaskRegistryOptions => ({
+  appDir: app.registry.appDir ?? Option.getOrUndefined(config.appDir),
+  modules: [...(app.registry.modules ?? []), ...config.modules],
+  fsDiscover: config.fsDiscover || app.registry.fsDiscover === true,
+  tasksPattern: config.tasksPattern.length > 0 ? config.tasksPattern : app.registry.tasksPattern
+})
+
+const loadFrom = (config: WorkerCommandConfig) => loadApp(config.app, Option.getOrElse(config.appDir, () => process.cwd()))
+
+/** Runs one worker in this process until interrupted; `child` is set when a supervisor started it. */
+const runHere = (config: WorkerCommandConfig, child: boolean) =>
+  Effect.gen(function*() {
+    const app = yield* loadFrom(config)
+    // Task modules load before any connection is made, so that a bad module fails fast.
+    const registry = yield* TaskRegistry.make(registryOptions(app, config)).pipe(
+      Effect.mapError((e) => new CliError({ reason: "TaskModules", detail: `loading task modules failed: ${e.message}`, cause: e }))
+    )
+    yield* Effect.logInfo(`task modules (app dir ${registry.appDir}): ${registry.modules.join(", ") || "none"}`)
+    const services = yield* Layer.build(app.layer)
+    for (const [tag, name] of [[Broker, "Broker"], [ResultBackend, "ResultBackend"]] as const) {
+      if (Option.isNone(Context.getOption(services, tag as Context.Tag<unknown, unknown>))) {
+        return yield* new CliError({ reason: "MissingService", detail: `the app's layer provides no ${name}` })
+      }
+    }
+    const executor = yield* Layer.build(
+      Executor.layerRegistry(app.tasks).pipe(
+        Layer.provide(Layer.succeed(TaskRegistry.TaskRegistry, registry)),
+        Layer.provide(Layer.succeedContext(services))
+      ) as Layer.Layer<Executor.Executor>
+    )
+    const options = workerOptions(app, config)
+    const worker = yield* Worker.run(options).pipe(
+      Effect.provide(Context.merge(services as Context.Context<Broker | ResultBackend>, executor)),
+      Effect.fork
+    )
+    if (child) Supervisor.notifyReady()
+    // Interrupted (SIGINT/SIGTERM): say so, then let the worker drain; the scope closes the connections after.
+    return yield* Fiber.join(worker).pipe(
+      Effect.onInterrupt(() =>
+        Effect.logInfo(
+          `shutting down: no new tasks; running tasks have ${
+            Duration.format(Duration.decode(options.shutdownTimeout ?? Worker.defaults.shutdownTimeout))
+          } to finish`
+        ).pipe(
+          Effect.zipRight(Fiber.interrupt(worker)),
+          Effect.zipRight(Effect.logInfo("worker stopped"))
+        )
+      )
+    )
+  }).pipe(Effect.scoped)
+
+const handler = (config: WorkerCommandConfig) =>
+  Effect.suspend(() => {
+    const index = Supervisor.takeChildIndex()
+    if (index !== undefined) {
+      Supervisor.setUpChild()
+      return runHere(config, true).pipe(Effect.annotateLogs({ worker: index }))
+    }
+    if (config.workers === 1) return runHere(config, false)
+    // The supervisor loads the App too: a bad <module:export> is reported once, before any child starts.
+    return loadFrom(config).pipe(
+      Effect.flatMap((app) =>
+        Supervisor.supervise({
+          workers: config.workers,
+          stopTimeout: Duration.sum(
+            Duration.decode(workerOptions(app, config).shutdownTimeout ?? Worker.defaults.shutdownTimeout),
+            stopSlack
+          ),
+          command: { script: process.argv[1]!, args: process.argv.slice(2), execArgv: process.execArgv }
+        })
+      )
+    )
+  })
+
+/** The `worker` subcommand. */
+export const command = Command.make("worker", {
+  app,
+  modules,
+  fsDiscover,
+  tasksPattern,
+  appDir,
+  workers,
+  maxAsyncTasks,
+  ackType,
+  shutdownTimeout,
+  maxDeliveries
+}, handler).pipe(
+  Command.withDescription(
+    "Run workers consuming the App's queue. SIGINT/SIGTERM drain them (no new tasks; running tasks get " +
+      "--shutdown-timeout to finish, the rest go back to the queue) and exit 0; with --workers N ≥ 2 the signal is " +
+      "forwarded to each worker process, and a second one kills them. --log-level sets the minimum log level " +
+      "(default info). Options given here override the App's worker settings."
+  )
+)
