@@ -44,6 +44,8 @@ export interface Consumer {
   readonly read: (max: number) => Effect.Effect<ReadonlyArray<Delivery>, BrokerError>
   /** The message is done: it leaves the queue for good. */
   readonly ack: (delivery: Delivery) => Effect.Effect<void, BrokerError>
+  /** Several messages are done, in one round trip. */
+  readonly ackMany: (deliveries: ReadonlyArray<Delivery>) => Effect.Effect<void, BrokerError>
   /** Hands messages back unfinished so that any consumer can take them at once. */
   readonly release: (deliveries: ReadonlyArray<Delivery>) => Effect.Effect<void, BrokerError>
   /** Moves a message to the dead-letter queue with the reason, and acknowledges it. */

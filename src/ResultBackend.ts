@@ -29,6 +29,8 @@ export class BackendError extends Schema.TaggedError<BackendError>()("BackendErr
 export class ResultBackend extends Context.Tag("effect-taskiq/ResultBackend")<ResultBackend, {
   /** Stores a result (with the backend's TTL) and notifies whoever waits for it. */
   readonly set: (taskId: string, result: TaskResult) => Effect.Effect<void, BackendError>
+  /** Stores several results in one round trip (the worker's batched completions). */
+  readonly setMany: (entries: ReadonlyArray<readonly [taskId: string, result: TaskResult]>) => Effect.Effect<void, BackendError>
   /** Reads a result if it is there. */
   readonly get: (taskId: string) => Effect.Effect<Option.Option<TaskResult>, BackendError | ResultDecodeError>
   /** Waits until the result is there, or `Option.none()` once `timeout` has passed. Pushed, never polled. */

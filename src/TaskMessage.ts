@@ -82,8 +82,29 @@ const readableTaskId = (u: unknown): string | undefined => {
   return undefined
 }
 
+const taskIdPattern = /^[0-9a-f]{32}$/
+const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+
+// The hot path: the same rules as TaskMessageWire, checked by hand (a Schema decode per message costs more
+// than the rest of a no-op task). Whatever fails here goes through the Schema for its error message.
+const isWellFormed = (u: unknown): u is typeof TaskMessageWire.Encoded => {
+  if (!isRecord(u)) return false
+  if (typeof u.task_id !== "string" || !taskIdPattern.test(u.task_id)) return false
+  if (typeof u.task_name !== "string" || u.task_name.length === 0) return false
+  if (u.labels !== undefined && !isRecord(u.labels)) return false
+  if (u.args !== undefined && !Array.isArray(u.args)) return false
+  if (u.kwargs !== undefined && !isRecord(u.kwargs)) return false
+  const types = u.labels_types
+  if (types !== undefined && types !== null) {
+    if (!isRecord(types)) return false
+    for (const key in types) if (typeof types[key] !== "number") return false
+  }
+  return true
+}
+
 /** Decodes an already-parsed JSON value into a TaskMessage. */
 export const decodeUnknown = (u: unknown): Either.Either<TaskMessage, MessageDecodeError> => {
+  if (isWellFormed(u)) return Either.right(fromWire(u as Record<string, unknown>))
   const parsed = validateWire(u)
   if (Either.isLeft(parsed)) {
     return Either.left(
@@ -94,19 +115,30 @@ export const decodeUnknown = (u: unknown): Either.Either<TaskMessage, MessageDec
       })
     )
   }
-  const w = parsed.right as typeof parsed.right & Record<string, unknown>
-  const types = w.labels_types
-  let labels: Labels = w.labels as Labels
+  return Either.right(fromWire(parsed.right as Record<string, unknown>))
+}
+
+const fromWire = (w: Record<string, unknown>): TaskMessage => {
+  const rawLabels = (w.labels ?? {}) as Record<string, unknown>
+  const types = w.labels_types as Record<string, number> | null | undefined
+  let labels = rawLabels as Labels
   if (types) {
     const out: Record<string, LabelValue> = {}
-    for (const key in w.labels) out[key] = parseLabel(w.labels[key], types[key])
+    for (const key in rawLabels) out[key] = parseLabel(rawLabels[key], types[key])
     labels = out
   }
   let extra: Record<string, unknown> | undefined
   for (const key in w) {
     if (!knownKeys.has(key)) (extra ??= {})[key] = w[key]
   }
-  return Either.right({ taskId: w.task_id, taskName: w.task_name, labels, args: w.args, kwargs: w.kwargs, extra })
+  return {
+    taskId: w.task_id as string,
+    taskName: w.task_name as string,
+    labels,
+    args: (w.args ?? []) as ReadonlyArray<unknown>,
+    kwargs: (w.kwargs ?? {}) as Record<string, unknown>,
+    extra
+  }
 }
 
 /** Decodes the JSON text of a stream entry's `data` field. */

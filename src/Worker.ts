@@ -48,6 +48,13 @@ const poisonResult = (excType: string, detail: string): TaskResult.TaskResult =>
 // A saved result is what lets a message go; a transient backend failure is retried before giving up.
 const saveRetry = Schedule.exponential("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)))
 
+/** A finished task waiting to be saved and acknowledged with others in one round trip each. */
+interface Completion {
+  readonly delivery: Delivery
+  readonly taskId: string
+  readonly result: TaskResult.TaskResult
+}
+
 /** Runs a worker until interrupted; then stops reading, drains within `shutdownTimeout`, and hands back the rest. */
 export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerError, Broker | ResultBackend | Executor> =>
   Effect.scoped(Effect.gen(function*() {
@@ -60,82 +67,106 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     const shutdownTimeout = Duration.decode(options.shutdownTimeout ?? defaults.shutdownTimeout)
     const consumer: Consumer = yield* broker.consumer({ leaseMs: options.leaseMs, blockMs: options.blockMs })
 
+    // A message holds a slot from the read until its acknowledgement: so the worker never holds more
+    // messages than it can run (bounded prefetch), even while finished tasks wait for the acker.
     const work = yield* Queue.unbounded<Delivery>()
     const freeSlots = yield* Queue.unbounded<void>()
+    const completions = yield* Queue.unbounded<Completion>()
     yield* Queue.offerAll(freeSlots, Array.from({ length: max }, () => undefined))
-    let inFlight = 0
+    let held = 0
     let onIdle: (() => void) | undefined
+    const releaseSlots = (n: number) => {
+      for (let i = 0; i < n; i++) freeSlots.unsafeOffer(undefined)
+      held -= n
+      if (held === 0 && onIdle !== undefined) onIdle()
+    }
 
     const save = (taskId: string, result: TaskResult.TaskResult): Effect.Effect<void, BackendError> =>
       backend.set(taskId, result).pipe(
+        Effect.retry({ schedule: saveRetry, while: (e) => e.reason !== "Encode" }),
+        Effect.catchTag("BackendError", (e) =>
+          e.reason === "Encode"
+            // The value is not serializable: store that as the task's failure instead.
+            ? save(taskId, poisonResult("ResultNotSerializable", e.detail))
+            : Effect.fail(e))
+      )
+
+    const deadLetter = (delivery: Delivery, taskId: string | undefined, result: TaskResult.TaskResult, reason: string) =>
+      (taskId === undefined ? Effect.void : Effect.ignore(save(taskId, result))).pipe(
+        Effect.zipRight(consumer.deadLetter(delivery, reason)),
+        Effect.zipRight(Effect.logWarning(`dead-lettered ${delivery.id}: ${reason}`))
+      )
+
+    // Saves a batch of results, then acknowledges their messages (or the other way round for
+    // `when_executed`): two round trips for the whole batch, whatever its size.
+    const saveAll = (batch: ReadonlyArray<Completion>): Effect.Effect<void, BackendError> =>
+      backend.setMany(batch.map((c) => [c.taskId, c.result] as const)).pipe(
+        Effect.catchTag("BackendError", (e) =>
+          e.reason === "Encode"
+            // One result in the batch cannot be stored as it is: store them one by one.
+            ? Effect.forEach(batch, (c) => save(c.taskId, c.result), { discard: true })
+            : Effect.fail(e)),
         Effect.retry({ schedule: saveRetry, while: (e) => e.reason !== "Encode" })
       )
+    const complete = (batch: ReadonlyArray<Completion>) => {
+      const deliveries = batch.map((c) => c.delivery)
+      const acked = ackPolicy === "when_received" ? Effect.void : consumer.ackMany(deliveries)
+      return (ackPolicy === "when_executed" ? Effect.zipRight(acked, saveAll(batch)) : Effect.zipRight(saveAll(batch), acked))
+    }
+    const acker = Queue.takeBetween(completions, 1, 1024).pipe(
+      Effect.flatMap((chunk) => {
+        const batch = Array.from(chunk)
+        return complete(batch).pipe(
+          Effect.catchAllCause((cause) =>
+            Effect.logError(`${batch.length} results could not be saved; their messages are left for another attempt`, cause)
+          ),
+          Effect.ensuring(Effect.sync(() => releaseSlots(batch.length)))
+        )
+      }),
+      Effect.forever
+    )
 
-    const deadLetter = (delivery: Delivery, taskId: string | undefined, excType: string, reason: string) =>
-      (taskId === undefined ? Effect.void : Effect.ignore(save(taskId, poisonResult(excType, reason)))).pipe(
-        Effect.zipRight(consumer.deadLetter(delivery, reason)),
-        Effect.tap(() => Effect.logWarning(`dead-lettered ${delivery.id}: ${reason}`))
-      )
-
-    const process = (delivery: Delivery) =>
+    // Runs one message; the common path ends by queueing its completion for the acker.
+    const process = (delivery: Delivery): Effect.Effect<boolean> =>
       Effect.uninterruptibleMask((restore) => {
         if (Either.isLeft(delivery.message)) {
           const e = delivery.message.left
-          return deadLetter(delivery, e.taskId, e._tag, e.message)
+          return Effect.as(deadLetter(delivery, e.taskId, poisonResult(e._tag, e.message), e.message), false)
         }
         const message = delivery.message.right
         if (delivery.deliveryCount > maxDeliveries) {
-          return deadLetter(
-            delivery,
-            message.taskId,
-            "MaxDeliveriesExceeded",
-            `delivered ${delivery.deliveryCount} times (maxDeliveries ${maxDeliveries}); its workers kept dying or stalling`
-          )
+          const reason = `delivered ${delivery.deliveryCount} times (maxDeliveries ${maxDeliveries}); its workers kept dying or stalling`
+          return Effect.as(deadLetter(delivery, message.taskId, poisonResult("MaxDeliveriesExceeded", reason), reason), false)
         }
-        const ackFirst = ackPolicy === "when_received" ? consumer.ack(delivery) : Effect.void
-        return ackFirst.pipe(
-          Effect.zipRight(restore(executor.execute(message))),
+        return Effect.flatMap(restore(executor.execute(message)), (execution) => {
+          if (execution.poison !== undefined) {
+            return Effect.as(deadLetter(delivery, message.taskId, execution.result, execution.poison), false)
+          }
           // Cut short because this worker is shutting down: no result; the consumer hands the message back.
-          Effect.tap((execution) =>
-            execution.interrupted
-              ? Effect.descriptorWith((d) => HashSet.size(d.interruptors) > 0 ? Effect.interrupt : Effect.void)
-              : Effect.void
-          ),
-          Effect.flatMap((execution) => {
-            if (execution.poison !== undefined) {
-              return Effect.ignore(save(message.taskId, execution.result)).pipe(
-                Effect.zipRight(consumer.deadLetter(delivery, execution.poison)),
-                Effect.tap(() => Effect.logWarning(`dead-lettered ${delivery.id}: ${execution.poison}`))
-              )
-            }
-            const stored = save(message.taskId, execution.result).pipe(
-              Effect.catchTag("BackendError", (e) =>
-                e.reason === "Encode"
-                  // The value is not serializable: store that as the task's failure instead.
-                  ? save(message.taskId, poisonResult("ResultNotSerializable", e.detail))
-                  : Effect.fail(e))
+          if (execution.interrupted) {
+            return Effect.descriptorWith((d) =>
+              HashSet.size(d.interruptors) > 0
+                ? Effect.interrupt
+                : Queue.offer(completions, { delivery, taskId: message.taskId, result: execution.result })
             )
-            return ackPolicy === "when_saved"
-              ? Effect.zipRight(stored, consumer.ack(delivery))
-              : ackPolicy === "when_executed"
-              ? Effect.zipRight(consumer.ack(delivery), stored)
-              : stored
-          })
+          }
+          return Queue.offer(completions, { delivery, taskId: message.taskId, result: execution.result })
+        })
+      }).pipe(
+        Effect.catchAllCause((cause) =>
+          Cause.isInterruptedOnly(cause)
+            ? Effect.interrupt
+            : Effect.as(Effect.logError(`message ${delivery.id} left pending for another attempt`, cause), false)
         )
-      })
+      )
 
+    // A slot's message holds its place until the acker is done with it, unless it ended another way.
     const slot = Queue.take(work).pipe(
       Effect.flatMap((delivery) =>
         process(delivery).pipe(
-          Effect.catchAllCause((cause) =>
-            Cause.isInterruptedOnly(cause)
-              ? Effect.failCause(cause)
-              : Effect.logError(`message ${delivery.id} left pending for another attempt`, cause)
-          ),
-          Effect.ensuring(Effect.sync(() => {
-            freeSlots.unsafeOffer(undefined)
-            if (--inFlight === 0 && onIdle !== undefined) onIdle()
-          }))
+          Effect.onExit((exit) =>
+            exit._tag === "Success" && exit.value === true ? Effect.void : Effect.sync(() => releaseSlots(1))
+          )
         )
       ),
       Effect.forever
@@ -153,37 +184,44 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
       )
       // One synchronous step, so that an interruption never separates counting from queueing.
       yield* Effect.sync(() => {
-        inFlight += deliveries.length
+        held += deliveries.length
         for (const d of deliveries) work.unsafeOffer(d)
         for (let i = deliveries.length; i < free; i++) freeSlots.unsafeOffer(undefined)
       })
+      if (ackPolicy === "when_received" && deliveries.length > 0) {
+        yield* consumer.ackMany(deliveries).pipe(Effect.retry(readRetry))
+      }
     }).pipe(Effect.forever)
 
-    const slots = yield* FiberSet.make()
-    for (let i = 0; i < max; i++) yield* FiberSet.run(slots, slot)
+    const fibers = yield* FiberSet.make()
+    const ackerFiber = yield* Effect.forkScoped(acker)
+    for (let i = 0; i < max; i++) yield* FiberSet.run(fibers, slot)
     const readerFiber = yield* Effect.forkScoped(reader)
 
-    // Shutdown, in order: stop reading, let what was read finish within the timeout; closing the scope then
-    // interrupts the slots, and the consumer hands back whatever is still unacknowledged.
+    // Shutdown, in order: stop reading; let what was read finish within the timeout; interrupt what still
+    // runs; save and acknowledge what finished; the consumer's scope then hands back everything else.
     yield* Effect.addFinalizer(() =>
-      Fiber.interrupt(readerFiber).pipe(
-        Effect.zipRight(
-          Effect.async<void>((resume) => {
-            if (inFlight === 0) return resume(Effect.void)
-            onIdle = () => resume(Effect.void)
-            return Effect.sync(() => (onIdle = undefined))
-          }).pipe(
-            // Finalizers run uninterruptibly; the wait must still be cut at the shutdown timeout.
-            Effect.interruptible,
-            Effect.timeout(shutdownTimeout),
-            Effect.ignore
-          )
-        ),
-        Effect.zipRight(Effect.suspend(() => {
-          const left = inFlight
-          return left > 0 ? Effect.logInfo(`shutdown: ${left} unfinished messages handed back`) : Effect.void
-        }))
-      )
+      Effect.gen(function*() {
+        yield* Fiber.interrupt(readerFiber)
+        yield* Effect.async<void>((resume) => {
+          if (held === 0) return resume(Effect.void)
+          onIdle = () => resume(Effect.void)
+          return Effect.sync(() => (onIdle = undefined))
+        }).pipe(
+          // Finalizers run uninterruptibly; the wait must still be cut at the shutdown timeout.
+          Effect.interruptible,
+          Effect.timeout(shutdownTimeout),
+          Effect.ignore
+        )
+        yield* FiberSet.clear(fibers)
+        yield* Fiber.interrupt(ackerFiber)
+        const finished = Array.from(yield* Queue.takeAll(completions))
+        if (finished.length > 0) {
+          yield* complete(finished).pipe(Effect.timeout("5 seconds"), Effect.ignoreLogged)
+          releaseSlots(finished.length)
+        }
+        if (held > 0) yield* Effect.logInfo(`shutdown: ${held} unfinished messages handed back`)
+      })
     )
 
     yield* Effect.logInfo(

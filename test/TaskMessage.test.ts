@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
 import * as TaskMessage from "../src/TaskMessage.js"
 
 // What Python taskiq 0.11 with the JSON serializer writes in a stream entry's `data` field.
@@ -248,5 +249,36 @@ describe("TaskMessage", () => {
         assert.isTrue(Either.isRight(r), id)
       }
     })
+  })
+})
+
+describe("TaskMessage hot path", () => {
+  it("accepts and rejects exactly what the wire Schema does", () => {
+    const id = "0123456789abcdef0123456789abcdef"
+    const shapes: ReadonlyArray<unknown> = [
+      { task_id: id, task_name: "a" },
+      { task_id: id, task_name: "a", labels: {}, labels_types: null, args: [1], kwargs: { x: 1 } },
+      { task_id: id, task_name: "a", labels: { n: "1" }, labels_types: { n: 2 } },
+      { task_id: id, task_name: "a", extra_field: true },
+      { task_id: id.toUpperCase(), task_name: "a" },
+      { task_id: id, task_name: "" },
+      { task_id: id, task_name: 3 },
+      { task_id: id, task_name: "a", labels: [] },
+      { task_id: id, task_name: "a", labels_types: { n: "2" } },
+      { task_id: id, task_name: "a", args: {} },
+      { task_id: id, task_name: "a", kwargs: [] },
+      { task_name: "a" },
+      [],
+      null,
+      "text"
+    ]
+    const bySchema = Schema.decodeUnknownEither(TaskMessage.TaskMessageWire, { onExcessProperty: "preserve" })
+    for (const shape of shapes) {
+      assert.strictEqual(
+        Either.isRight(TaskMessage.decodeUnknown(shape)),
+        Either.isRight(bySchema(shape)),
+        JSON.stringify(shape)
+      )
+    }
   })
 })

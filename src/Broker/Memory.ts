@@ -119,6 +119,9 @@ export const make = (options: MemoryBrokerOptions = {}) =>
         }
 
         const ack = (d: Delivery) => Effect.sync(() => void entries.delete(d.id))
+        const ackMany = (ds: ReadonlyArray<Delivery>) => Effect.sync(() => {
+          for (const d of ds) entries.delete(d.id)
+        })
 
         const release = (ds: ReadonlyArray<Delivery>) =>
           Effect.sync(() => {
@@ -153,7 +156,7 @@ export const make = (options: MemoryBrokerOptions = {}) =>
           })
         )
 
-        return { name, read, ack, release, deadLetter }
+        return { name, read, ack, ackMany, release, deadLetter }
       })
 
     return Broker.of({

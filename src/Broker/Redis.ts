@@ -206,11 +206,14 @@ export const make = (options: RedisBrokerOptions = {}) =>
             })
           )
 
-        const ack = (delivery: Delivery) =>
-          Effect.tryPromise({
-            try: () => client.taskiqAck(k.stream, group, delivery.id),
+        const ackMany = (deliveries: ReadonlyArray<Delivery>) =>
+          deliveries.length === 0 ? Effect.void : Effect.tryPromise({
+            try: () => chunked(deliveries.map((d) => d.id), (ids) => client.taskiqAck(k.stream, group, ...ids)),
             catch: (c) => fail("Ack", c)
-          }).pipe(Effect.tap(() => held.delete(delivery.id)), Effect.asVoid)
+          }).pipe(Effect.tap(() => {
+            for (const d of deliveries) held.delete(d.id)
+          }))
+        const ack = (delivery: Delivery) => ackMany([delivery])
 
         const releaseIds = (ids: ReadonlyArray<string>) =>
           chunked(ids, (chunk) => client.taskiqRelease(k.stream, group, name, ...chunk))
@@ -259,7 +262,7 @@ export const make = (options: RedisBrokerOptions = {}) =>
           }).pipe(Effect.timeout("2 seconds"), Effect.ignore)
         )
 
-        return { name, read, ack, release, deadLetter }
+        return { name, read, ack, ackMany, release, deadLetter }
       })
 
     const deadLetters = (count = 100) =>

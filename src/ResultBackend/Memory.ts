@@ -32,13 +32,16 @@ export const make = (options: ResultTtlOptions = {}) =>
     }
     const get = (taskId: string) => Effect.suspend(() => decode(taskId, read(taskId)))
 
+    const set = (taskId: string, result: TaskResult.TaskResult) =>
+      Effect.map(encodeResult(taskId, result), (json) => {
+        store.set(taskId, { json, expiresAt: Date.now() + ttl })
+        const listeners = waiters.get(taskId)
+        if (listeners) for (const w of listeners) w()
+      })
+
     return ResultBackend.of({
-      set: (taskId, result) =>
-        Effect.map(encodeResult(taskId, result), (json) => {
-          store.set(taskId, { json, expiresAt: Date.now() + ttl })
-          const set = waiters.get(taskId)
-          if (set) for (const w of set) w()
-        }),
+      set,
+      setMany: (entries) => Effect.forEach(entries, ([taskId, result]) => set(taskId, result), { discard: true }),
       get,
       wait: (taskId, timeout) =>
         Effect.async<void>((resume) => {

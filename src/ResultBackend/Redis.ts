@@ -21,10 +21,10 @@ export interface RedisResultBackendOptions extends ResultTtlOptions {
   readonly prefix?: string | undefined
 }
 
-const setResultLua = readFileSync(new URL("./lua/set_result.lua", import.meta.url), "utf8")
+const setResultsLua = readFileSync(new URL("./lua/set_results.lua", import.meta.url), "utf8")
 
 interface ScriptedRedis extends Redis {
-  taskiqSetResult(key: string, json: string, ttlMs: number, channel: string): Promise<number>
+  taskiqSetResults(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<number>
 }
 
 const errorText = (cause: unknown): string => String((cause as Error)?.message ?? cause)
@@ -36,8 +36,9 @@ export const make = (options: RedisResultBackendOptions = {}) =>
     const ttl = resolveTtlMs(options)
     if (typeof ttl === "string") return yield* new BackendError({ reason: "Config", detail: ttl })
     const client = conn.client as ScriptedRedis
-    if (typeof client.taskiqSetResult !== "function") {
-      client.defineCommand("taskiqSetResult", { numberOfKeys: 1, lua: setResultLua })
+    if (typeof client.taskiqSetResults !== "function") {
+      // The number of keys varies with the batch: it is the first argument of each call.
+      client.defineCommand("taskiqSetResults", { lua: setResultsLua })
     }
     const keyOf = (taskId: string) => options.prefix ? `${options.prefix}:${taskId}` : taskId
     const channelOf = (key: string) => `__taskiq_result__:${key}`
@@ -132,16 +133,27 @@ export const make = (options: RedisResultBackendOptions = {}) =>
         )
       })
 
+    const setMany = (entries: ReadonlyArray<readonly [string, TaskResult.TaskResult]>) =>
+      Effect.suspend(() => {
+        const keys: Array<string> = new Array(entries.length)
+        const args: Array<string | number> = new Array(entries.length + 1)
+        args[0] = ttl
+        for (let i = 0; i < entries.length; i++) {
+          const [taskId, result] = entries[i]!
+          const json = encodeResult(taskId, result)
+          if (Either.isLeft(json)) return json.left
+          keys[i] = keyOf(taskId)
+          args[i + 1] = json.right
+        }
+        return Effect.tryPromise({
+          try: () => client.taskiqSetResults(keys.length, ...keys, ...args),
+          catch: (c) => fail("Set", entries[0]?.[0] ?? "", c)
+        })
+      }).pipe(Effect.asVoid)
+
     return ResultBackend.of({
-      set: (taskId, result) =>
-        Effect.flatMap(encodeResult(taskId, result), (json) =>
-          Effect.tryPromise({
-            try: () => {
-              const key = keyOf(taskId)
-              return client.taskiqSetResult(key, json, ttl, channelOf(key))
-            },
-            catch: (c) => fail("Set", taskId, c)
-          })).pipe(Effect.asVoid),
+      set: (taskId, result) => setMany([[taskId, result]]),
+      setMany,
       get,
       wait,
       delete: (taskId) =>
