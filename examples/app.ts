@@ -6,9 +6,9 @@ import { App } from "effect-taskiq"
 import { tasks } from "./tasks.js"
 
 export const app = App.make({
-  tasks,
-  // Task module names are relative to this folder, wherever the worker is started from.
-  appDir: import.meta.dirname,
-  modules: ["kc_tasks.ts"],
-  worker: { maxAsyncTasks: 50 }
+  tasks,                                  // declared tasks
+  appDir: import.meta.dirname,            // task modules are named relative to this folder
+  modules: ["kc_tasks.ts"],               // plain exported async functions, run through kc.exec
+  worker: { maxAsyncTasks: 50 }           // Worker options; the command line overrides them
+  // layer: Taskiq.layerRedis({...})      // default: Taskiq.layerRedisConfig() (environment and .env)
 })

@@ -8,6 +8,13 @@ export async function add(a: number, b: number): Promise<number> {
   return a + b
 }
 
+/** A rejection is the task's failure: the result has `isErr: true` and the error's class and message. */
+export async function parseAmount(text: string): Promise<number> {
+  const amount = Number(text)
+  if (!Number.isFinite(amount)) throw new RangeError(`not an amount: ${JSON.stringify(text)}`)
+  return amount
+}
+
 /** Nested objects give dotted names on the wire: `text.shout`. */
 export const text = {
   shout: async (s: string) => `${s.toUpperCase()}!`
