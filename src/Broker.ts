@@ -69,13 +69,21 @@ export interface DeadLetter {
   readonly deliveries: number
 }
 
+/** Per-message publishing options. */
+export interface PublishOptions {
+  /** Deliver no sooner than this many milliseconds from now (by the broker's clock). */
+  readonly delayMs?: number | undefined
+}
+
 /** The broker service. */
 export class Broker extends Context.Tag("effect-taskiq/Broker")<Broker, {
   readonly queueName: string
-  /** Publishes a message; resolves once the broker has stored it. */
-  readonly publish: (message: TaskMessage) => Effect.Effect<void, BrokerError>
+  /** Publishes a message (now, or after `delayMs`); resolves once the broker has stored it. */
+  readonly publish: (message: TaskMessage, options?: PublishOptions) => Effect.Effect<void, BrokerError>
   /** Publishes raw payload text as another producer would (tests, replays). */
-  readonly publishRaw: (data: string) => Effect.Effect<void, BrokerError>
+  readonly publishRaw: (data: string, options?: PublishOptions) => Effect.Effect<void, BrokerError>
+  /** Messages scheduled for later and not yet due. */
+  readonly delayedSize: Effect.Effect<number, BrokerError>
   readonly consumer: (options?: ConsumerOptions) => Effect.Effect<Consumer, BrokerError, Scope.Scope>
   /** The dead-lettered messages, oldest first. */
   readonly deadLetters: (count?: number) => Effect.Effect<ReadonlyArray<DeadLetter>, BrokerError>

@@ -35,6 +35,26 @@ export interface Execution {
   readonly result: TaskResult.TaskResult
   readonly poison: string | undefined
   readonly interrupted?: boolean | undefined
+  /** The task's retry policy wants another attempt: republish with these labels after this wait. */
+  readonly retry?: { readonly delayMs: number; readonly labels: TaskMessage["labels"] } | undefined
+}
+
+const retriesOf = (labels: TaskMessage["labels"]): number => {
+  const n = Number(labels[Task.retriesLabel] ?? 0)
+  return Number.isFinite(n) && n > 0 ? Math.floor(n) : 0
+}
+
+// Whether the failure in this cause should be retried under the policy, and after how long.
+const retryFor = (task: Task.Any, cause: Cause.Cause<unknown>, labels: TaskMessage["labels"]): Execution["retry"] => {
+  const policy = task.retry
+  if (policy === undefined || Cause.isInterruptedOnly(cause)) return undefined
+  const failure = Cause.failureOption(cause)
+  const error = Option.isSome(failure) ? failure.value : Option.getOrUndefined(Cause.dieOption(cause))
+  if (error instanceof Task.InvalidTask || Task.isNonRetryable(error)) return undefined
+  if (policy.while !== undefined && !policy.while(error)) return undefined
+  const retries = retriesOf(labels) + 1
+  const delay = Task.retryDelay(policy, retries)
+  return delay === undefined ? undefined : { delayMs: Duration.toMillis(delay), labels: { ...labels, [Task.retriesLabel]: retries } }
 }
 
 /** The executor service. */
@@ -174,7 +194,9 @@ export const make = <const Tasks extends ReadonlyArray<Task.Any>>(
                 ? failure.value.message
                 : undefined
               const execution = failed(errorFromCause(exit.cause, task.encodeFailure), start, message.labels, poison)
-              return Cause.isInterruptedOnly(exit.cause) ? { ...execution, interrupted: true } : execution
+              if (Cause.isInterruptedOnly(exit.cause)) return { ...execution, interrupted: true }
+              const retry = poison === undefined ? retryFor(task, exit.cause, message.labels) : undefined
+              return retry === undefined ? execution : { ...execution, retry }
             }
             if (task.encodeSuccess === undefined) {
               return { result: TaskResult.succeed(exit.value, seconds(start), message.labels), poison: undefined }

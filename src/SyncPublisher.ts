@@ -119,10 +119,14 @@ export const encode = (
   const recorder = Broker.of({
     queueName: "",
     publish: () => Effect.die("not used"),
-    publishRaw: (data) => Effect.sync(() => void (json = data)),
+    publishRaw: (data, publishOptions) =>
+      publishOptions?.delayMs !== undefined && publishOptions.delayMs > 0
+        ? Effect.die(new Error("scheduleAsyncSync does not take a delay: use scheduleWith (or the client's) instead"))
+        : Effect.sync(() => void (json = data)),
     consumer: () => Effect.die("not used"),
     deadLetters: () => Effect.die("not used"),
-    size: Effect.die("not used")
+    size: Effect.die("not used"),
+    delayedSize: Effect.die("not used")
   })
   const exit = Effect.runSyncExit(
     (scheduleWith as (t: unknown, o: Task.SubmitOptions, ...a: ReadonlyArray<unknown>) => ReturnType<typeof scheduleWith>)(

@@ -2,8 +2,11 @@
  * Declared tasks: a fixed name, a handler returning an Effect or a Promise, and optional Schemas for
  * the arguments, the success and the typed failure, so both ends validate.
  */
+import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
@@ -56,6 +59,47 @@ export interface TaskOptions<Args extends ReadonlyArray<unknown>, A, E> {
   readonly timeout?: Duration.DurationInput | undefined
   /** Labels sent with every submission. */
   readonly labels?: Labels | undefined
+  /** Retry failed runs: later, through the delayed queue, so a waiting retry holds no worker slot. */
+  readonly retry?: RetryPolicy | undefined
+}
+
+/** How a failed task is retried. The attempt count travels in the `_retries` label, so any worker continues it. */
+export interface RetryPolicy {
+  /** Attempts in all, the first included (default 3). */
+  readonly maxAttempts?: number | undefined
+  /** The waits between attempts, as an Effect Schedule's delays (default: 1 s doubling, jittered, at most 1 min). */
+  readonly schedule?: Schedule.Schedule<unknown, unknown> | undefined
+  /** Which failures (or defects) to retry; default all but `InvalidTask` and errors marked `nonRetryable`. */
+  readonly while?: ((error: unknown) => boolean) | undefined
+}
+
+const nonRetryableMark: unique symbol = Symbol.for("effect-taskiq/NonRetryable")
+
+/** Marks an error so that no retry policy retries it (the error itself, and its type, are unchanged). */
+export const nonRetryable = <E extends object>(error: E): E => {
+  Object.defineProperty(error, nonRetryableMark, { value: true, enumerable: false })
+  return error
+}
+
+/** Whether an error was marked with `nonRetryable`. */
+export const isNonRetryable = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && (error as Record<symbol, unknown>)[nonRetryableMark] === true
+
+/** The label that counts retries done so far (taskiq's retry middlewares use the same name). */
+export const retriesLabel = "_retries"
+
+const defaultRetrySchedule: Schedule.Schedule<unknown, unknown> = Schedule.exponential("1 second").pipe(
+  Schedule.jittered,
+  Schedule.union(Schedule.spaced("1 minute"))
+)
+
+/** The wait before retry number `retry` (1 for the first), or `undefined` when the policy gives up. */
+export const retryDelay = (policy: RetryPolicy, retry: number): Duration.Duration | undefined => {
+  if (retry >= (policy.maxAttempts ?? 3)) return undefined
+  const delays = Effect.runSync(
+    Schedule.run(Schedule.delays(policy.schedule ?? defaultRetrySchedule), Date.now(), Array.from({ length: retry }, () => undefined))
+  )
+  return Chunk.get(delays, retry - 1).pipe(Option.getOrUndefined)
 }
 
 /** A compiled codec: a function from one side of a Schema to the other (bivariant, so any task fits `Any`). */
@@ -70,6 +114,7 @@ export interface Task<Args extends ReadonlyArray<any>, A, E = never, R = never> 
   readonly handler: (...args: Args) => unknown
   readonly timeout: Duration.Duration | undefined
   readonly labels: Labels
+  readonly retry: RetryPolicy | undefined
   readonly encodeArgs: Codec<Args, ReadonlyArray<unknown>>
   readonly decodeArgs: Codec<unknown, Args>
   readonly encodeSuccess: Codec<A, unknown>
@@ -107,6 +152,7 @@ export const make = <H extends (...args: any) => any>(
     handler,
     timeout: options.timeout === undefined ? undefined : Duration.decode(options.timeout),
     labels: options.labels ?? {},
+    retry: options.retry,
     encodeArgs: compile(options.args, "encode"),
     decodeArgs: compile(options.args, "decode"),
     encodeSuccess: compile(options.success, "encode"),
@@ -124,7 +170,18 @@ export interface SubmitOptions {
   readonly labels?: Labels | undefined
   /** Keyword arguments, for handlers written for taskiq's Python side (appended as a last argument here). */
   readonly kwargs?: Readonly<Record<string, unknown>> | undefined
+  /** Run no sooner than this from now (measured by the broker's clock). */
+  readonly delay?: Duration.DurationInput | undefined
+  /** Run no sooner than this time (ignored when `delay` is given). */
+  readonly at?: Date | undefined
 }
+
+const delayMsOf = (options: SubmitOptions): number | undefined =>
+  options.delay !== undefined
+    ? Duration.toMillis(Duration.decode(options.delay))
+    : options.at !== undefined
+    ? options.at.getTime() - Date.now()
+    : undefined
 
 /** Encodes the arguments, publishes the message and returns its handle. */
 export const submit = <Args extends ReadonlyArray<any>, A, E, R>(
@@ -168,8 +225,9 @@ export const submit = <Args extends ReadonlyArray<any>, A, E, R>(
         })
       )
     }
+    const delayMs = delayMsOf(options)
     return Effect.as(
-      broker.publishRaw(json),
+      delayMs === undefined ? broker.publishRaw(json) : broker.publishRaw(json, { delayMs }),
       TaskHandle.make(message.taskId, task.name, broker.queueName, task)
     )
   })

@@ -150,6 +150,14 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
                 : Queue.offer(completions, { delivery, taskId: message.taskId, result: execution.result })
             )
           }
+          if (execution.retry !== undefined) {
+            // Another attempt later, through the delayed queue: this message is done, its retry is a new one.
+            const { delayMs, labels } = execution.retry
+            return broker.publish({ ...message, labels }, { delayMs }).pipe(
+              Effect.zipRight(consumer.ack(delivery)),
+              Effect.as(false)
+            )
+          }
           return Queue.offer(completions, { delivery, taskId: message.taskId, result: execution.result })
         })
       }).pipe(

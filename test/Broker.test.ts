@@ -140,6 +140,21 @@ const contract = (label: string, makeLayer: (root: string, options?: { maxMessag
         })
       ))
 
+    it.live("a delayed message is delivered after its delay, not before", () =>
+      Effect.scoped(withBroker((broker) =>
+        Effect.gen(function*() {
+          const consumer = yield* broker.consumer({ blockMs: 50 })
+          const started = Date.now()
+          yield* broker.publish(message(9), { delayMs: 300 })
+          assert.strictEqual(yield* broker.delayedSize, 1)
+          assert.strictEqual((yield* consumer.read(1)).length, 0, "not yet due")
+          const [d] = yield* readN(consumer, 1, 60)
+          assert.strictEqual(argOf(d!), 9)
+          assert.isAtLeast(Date.now() - started, 290)
+          assert.strictEqual(yield* broker.delayedSize, 0)
+        })
+      )))
+
     it.scoped("refuses a message over maxMessageBytes with a typed error", () =>
       withBroker((broker) =>
         Effect.gen(function*() {
@@ -200,6 +215,27 @@ describe("Redis broker", () => {
       const owners = yield* Effect.promise(() => raw.xpending(queueName, "taskiq", "-", "+", 100)) as Effect.Effect<Array<[string, string]>>
       assert.isTrue(owners.every(([, owner]) => owner === consumer.name))
     }), { timeout: 20_000 })
+
+  it.scopedLive("several consumers move each delayed message exactly once, woken for an earlier due time", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("delayed")
+      const broker = yield* brokerIn(root)
+      const consumers = yield* Effect.all([1, 2, 3].map(() => broker.consumer({ blockMs: 50 })))
+      // Every mover is asleep now (nothing is due); a wake-up must bring the next one forward.
+      yield* Effect.sleep("100 millis")
+      const started = Date.now()
+      for (let i = 0; i < 30; i++) yield* broker.publish(message(i), { delayMs: 200 })
+      const got: Array<Delivery> = []
+      const deadline = Date.now() + 5_000
+      while (got.length < 30 && Date.now() < deadline) {
+        for (const c of consumers) got.push(...yield* c.read(10))
+      }
+      assert.deepStrictEqual(got.map(argOf).sort((a, b) => Number(a) - Number(b)), [...Array(30).keys()])
+      // Without the wake-up the movers would sleep a full second before looking again.
+      assert.isBelow(Date.now() - started, 900)
+      yield* Effect.sleep("200 millis")
+      for (const c of consumers) assert.strictEqual((yield* c.read(10)).length, 0, "nothing moved twice")
+    }))
 
   it.scoped("an entry without a data field is delivered as undecodable", () =>
     Effect.gen(function*() {

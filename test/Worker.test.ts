@@ -9,6 +9,7 @@ import * as Option from "effect/Option"
 import type { Redis } from "ioredis"
 import { Broker } from "../src/Broker.js"
 import * as Executor from "../src/Executor.js"
+import { scheduleWith } from "../src/Producer.js"
 import { ResultBackend } from "../src/ResultBackend.js"
 import * as TaskMessage from "../src/TaskMessage.js"
 import * as Worker from "../src/Worker.js"
@@ -248,6 +249,73 @@ describe("Worker", () => {
         yield* eventually(() => raw.xlen(names(root).queueName), (n) => n === 0, 5_000)
         yield* Fiber.interrupt(worker)
       }
+    }))
+})
+
+describe("Worker: retries and delays", () => {
+  it.scopedLive("a failing task is retried through the delayed queue until it succeeds; the result counts retries", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-retry")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      yield* startWorker(ctx)
+      const handle = yield* inCtx(ctx, tasks.flaky.kiq(`${root}:runs`, 3))
+      const result = yield* inCtx(ctx, handle.waitResult({ timeout: "10 seconds" }))
+      assert.isFalse(result.isErr)
+      assert.strictEqual(result.returnValue, 3)
+      assert.strictEqual(result.labels._retries, 2)
+      assert.strictEqual(yield* Effect.promise(() => raw.get(`${root}:runs`)), "3")
+    }))
+
+  it.scopedLive("a retry policy gives up after maxAttempts with the last failure as the result", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-giveup")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      yield* startWorker(ctx)
+      const result = yield* inCtx(ctx, Effect.flatMap(tasks.flaky.kiq(`${root}:runs`, 99), (h) => h.waitResult({ timeout: "10 seconds" })))
+      assert.isTrue(result.isErr)
+      assert.deepStrictEqual(result.error?.excMessage, ["run 3 fails"])
+      assert.strictEqual(result.labels._retries, 2)
+      yield* Effect.sleep("200 millis")
+      assert.strictEqual(yield* Effect.promise(() => raw.get(`${root}:runs`)), "3", "no fourth attempt")
+      assert.strictEqual(yield* Context.get(ctx, Broker).delayedSize, 0)
+    }))
+
+  it.scopedLive("an error marked nonRetryable is not retried", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-fatal")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      yield* startWorker(ctx)
+      const result = yield* inCtx(ctx, Effect.flatMap(tasks.fatal.kiq(`${root}:runs`), (h) => h.waitResult({ timeout: "10 seconds" })))
+      assert.isTrue(result.isErr)
+      assert.deepStrictEqual(result.error?.excMessage, ["hopeless"])
+      yield* Effect.sleep("100 millis")
+      assert.strictEqual(yield* Effect.promise(() => raw.get(`${root}:runs`)), "1")
+    }))
+
+  it.scopedLive("a task that times out is interrupted, retried, and ends as TaskTimeout", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-timeout")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      yield* startWorker(ctx, { maxAsyncTasks: 2 })
+      const result = yield* inCtx(ctx, Effect.flatMap(tasks.hangs.kiq(`${root}:runs`), (h) => h.waitResult({ timeout: "10 seconds" })))
+      assert.strictEqual(result.error?.excType, "TaskTimeout")
+      assert.strictEqual(yield* Effect.promise(() => raw.get(`${root}:runs`)), "2")
+      // The timed-out runs freed their slots: the pool still serves.
+      assert.strictEqual(yield* inCtx(ctx, Effect.flatMap(tasks.add.kiq(2, 2), (h) => h.result())), 4)
+    }))
+
+  it.scopedLive("a delayed submission runs after its delay", () =>
+    Effect.gen(function*() {
+      const ctx = yield* infraIn(uniqueName("w-delay"))
+      yield* startWorker(ctx)
+      const started = Date.now()
+      const handle = yield* inCtx(ctx, scheduleWith(tasks.add, { delay: "400 millis" }, 20, 1))
+      assert.strictEqual(yield* inCtx(ctx, handle.result({ timeout: "10 seconds" })), 21)
+      assert.isAtLeast(Date.now() - started, 390)
     }))
 })
 

@@ -6,7 +6,15 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
-import { Broker, BrokerError, type ConsumerOptions, type DeadLetter, defaults, type Delivery } from "../Broker.js"
+import {
+  Broker,
+  BrokerError,
+  type ConsumerOptions,
+  type DeadLetter,
+  defaults,
+  type Delivery,
+  type PublishOptions
+} from "../Broker.js"
 import * as TaskMessage from "../TaskMessage.js"
 
 /** Options of the in-memory broker. */
@@ -39,8 +47,19 @@ export const make = (options: MemoryBrokerOptions = {}) =>
       waiters.clear()
     }
 
-    const publishRaw = (data: string) =>
+    const timers = new Set<ReturnType<typeof setTimeout>>()
+    const publishRaw = (data: string, publishOptions?: PublishOptions): Effect.Effect<void, BrokerError> =>
       Effect.suspend(() => {
+        const delayMs = publishOptions?.delayMs
+        if (delayMs !== undefined && delayMs > 0 && Buffer.byteLength(data) <= maxMessageBytes) {
+          const timer = setTimeout(() => {
+            timers.delete(timer)
+            Effect.runSync(Effect.ignore(publishRaw(data)))
+          }, delayMs)
+          timer.unref()
+          timers.add(timer)
+          return Effect.void
+        }
         if (Buffer.byteLength(data) > maxMessageBytes) {
           return Effect.fail(
             new BrokerError({
@@ -161,8 +180,9 @@ export const make = (options: MemoryBrokerOptions = {}) =>
 
     return Broker.of({
       queueName,
-      publish: (message) => Effect.suspend(() => publishRaw(TaskMessage.encodeJson(message))),
+      publish: (message, publishOptions) => Effect.suspend(() => publishRaw(TaskMessage.encodeJson(message), publishOptions)),
       publishRaw,
+      delayedSize: Effect.sync(() => timers.size),
       consumer,
       deadLetters: (count = 100) => Effect.sync(() => dead.slice(0, count)),
       size: Effect.sync(() => entries.size)

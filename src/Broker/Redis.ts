@@ -5,12 +5,22 @@
 import { readFileSync } from "node:fs"
 import { hostname } from "node:os"
 import * as Config from "effect/Config"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import type { Redis } from "ioredis"
-import { Broker, BrokerError, type ConsumerOptions, type DeadLetter, defaults, type Delivery } from "../Broker.js"
+import {
+  Broker,
+  BrokerError,
+  type ConsumerOptions,
+  type DeadLetter,
+  defaults,
+  type Delivery,
+  type PublishOptions
+} from "../Broker.js"
 import * as RedisConnection from "../RedisConnection.js"
 import * as TaskMessage from "../TaskMessage.js"
 
@@ -30,7 +40,13 @@ export interface RedisBrokerOptions {
 export const defaultQueueName = "kc_taskiq_queue"
 
 /** The key names a queue uses, built in one place. */
-export const keys = (queueName: string) => ({ stream: queueName, deadLetters: `${queueName}:dead` }) as const
+export const keys = (queueName: string) =>
+  ({
+    stream: queueName,
+    deadLetters: `${queueName}:dead`,
+    delayed: `${queueName}:delayed`,
+    wakeChannel: `${queueName}:delayed:wake`
+  }) as const
 
 const script = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), "utf8")
 const scripts = {
@@ -38,7 +54,9 @@ const scripts = {
   renew: { numberOfKeys: 1, lua: script("renew") },
   release: { numberOfKeys: 1, lua: script("release") },
   reclaim: { numberOfKeys: 1, lua: script("reclaim") },
-  deadLetter: { numberOfKeys: 2, lua: script("dead_letter") }
+  deadLetter: { numberOfKeys: 2, lua: script("dead_letter") },
+  schedule: { numberOfKeys: 1, lua: script("schedule") },
+  moveDue: { numberOfKeys: 2, lua: script("move_due") }
 } as const
 
 interface ScriptedRedis extends Redis {
@@ -53,6 +71,8 @@ interface ScriptedRedis extends Redis {
     cursor: string,
     count: number
   ): Promise<[string, Array<[string, Array<string> | null, number]>]>
+  taskiqSchedule(delayed: string, data: string, delayMs: number, wakeChannel: string): Promise<number>
+  taskiqMoveDue(delayed: string, stream: string, max: number): Promise<[number, number]>
   taskiqDeadLetter(
     stream: string,
     dlq: string,
@@ -122,7 +142,7 @@ export const make = (options: RedisBrokerOptions = {}) =>
     )
     yield* ensureGroup
 
-    const publishRaw = (data: string) =>
+    const publishRaw = (data: string, publishOptions?: PublishOptions) =>
       Buffer.byteLength(data) > maxMessageBytes
         ? Effect.fail(
           new BrokerError({
@@ -131,8 +151,35 @@ export const make = (options: RedisBrokerOptions = {}) =>
             queue: queueName
           })
         )
-        : Effect.tryPromise({ try: () => client.xadd(k.stream, "*", "data", data), catch: (c) => fail("Publish", c) })
-          .pipe(Effect.asVoid)
+        : Effect.tryPromise({
+          try: (): Promise<unknown> =>
+            publishOptions?.delayMs !== undefined && publishOptions.delayMs > 0
+              ? client.taskiqSchedule(k.delayed, data, Math.ceil(publishOptions.delayMs), k.wakeChannel)
+              : client.xadd(k.stream, "*", "data", data),
+          catch: (c) => fail("Publish", c)
+        }).pipe(Effect.asVoid)
+
+    // Moves due delayed messages into the stream: sleeps until the next one is due (at most a second),
+    // and is woken early when a producer schedules one that is due sooner.
+    const moveDelayed = Effect.gen(function*() {
+      const subscriber = yield* conn.duplicate(`delayed:${queueName}`)
+      const wakes = yield* Queue.sliding<void>(1)
+      subscriber.on("message", () => wakes.unsafeOffer(undefined))
+      yield* Effect.tryPromise({ try: () => subscriber.subscribe(k.wakeChannel), catch: (c) => fail("Connect", c) })
+      const step = Effect.tryPromise({
+        try: () => client.taskiqMoveDue(k.delayed, k.stream, 500),
+        catch: (c) => fail("Read", c)
+      }).pipe(
+        Effect.flatMap(([moved, nextMs]) =>
+          moved >= 500 ? Effect.void : Effect.raceFirst(
+            Effect.sleep(Duration.millis(nextMs < 0 ? 1_000 : Math.min(nextMs, 1_000))),
+            Queue.take(wakes)
+          )
+        ),
+        Effect.catchAll((e) => Effect.logWarning("moving delayed messages failed; retrying", e).pipe(Effect.zipRight(Effect.sleep("1 second"))))
+      )
+      return yield* Effect.forever(step)
+    })
 
     const consumer = (consumerOptions: ConsumerOptions = {}) =>
       Effect.gen(function*() {
@@ -243,6 +290,8 @@ export const make = (options: RedisBrokerOptions = {}) =>
             catch: (c) => fail("Ack", c)
           }).pipe(Effect.tap(() => held.delete(delivery.id)), Effect.asVoid)
 
+        yield* moveDelayed.pipe(Effect.interruptible, Effect.forkScoped)
+
         // Renew the lease of everything this consumer holds, so a long task is never reclaimed while it runs.
         yield* Effect.suspend(() => held.size === 0 ? Effect.void : renew([...held])).pipe(
           Effect.catchAll((e) => Effect.logWarning("lease renewal failed; retrying", e)),
@@ -286,8 +335,9 @@ export const make = (options: RedisBrokerOptions = {}) =>
 
     return Broker.of({
       queueName,
-      publish: (message) => Effect.suspend(() => publishRaw(TaskMessage.encodeJson(message))),
+      publish: (message, publishOptions) => Effect.suspend(() => publishRaw(TaskMessage.encodeJson(message), publishOptions)),
       publishRaw,
+      delayedSize: Effect.tryPromise({ try: () => client.zcard(k.delayed), catch: (c) => fail("Read", c) }),
       consumer,
       deadLetters,
       size: Effect.tryPromise({ try: () => client.xlen(k.stream), catch: (c) => fail("Read", c) })
