@@ -1,7 +1,7 @@
 /**
  * The example task module: declared tasks (fixed names, Schemas for a typed failure).
  */
-import { Effect, Schema } from "effect"
+import { Effect, Schedule, Schema } from "effect"
 import { Task } from "effect-taskiq"
 
 // A fixed name is the routing key on the wire (taskiq's `@broker.task("my.add")`).
@@ -26,4 +26,16 @@ export const slowEcho = Task.make("my.slow_echo", async (text: string, ms: numbe
   return text
 }, { timeout: "2 seconds" })
 
-export const tasks = [add, divide, slowEcho] as const
+/** An unreliable dependency: fails on its first two runs of a given key, retried 50 ms apart. */
+const attemptsByKey = new Map<string, number>()
+export const flakyFetch = Task.make(
+  "my.flaky_fetch",
+  (key: string) => {
+    const attempt = (attemptsByKey.get(key) ?? 0) + 1
+    attemptsByKey.set(key, attempt)
+    return attempt < 3 ? Effect.fail(new Error(`attempt ${attempt}: upstream unavailable`)) : Effect.succeed(`${key} on attempt ${attempt}`)
+  },
+  { retry: { maxAttempts: 5, schedule: Schedule.spaced("50 millis") } }
+)
+
+export const tasks = [add, divide, slowEcho, flakyFetch] as const

@@ -147,7 +147,7 @@ describe("loadApp", () => {
       const dotted = yield* loadApp("fixtures/cliShapes.ts:nested.deeper.app", join(repoRoot, "test"))
       assert.deepStrictEqual(dotted.tasks, [pidAndSleep])
       const app = yield* loadApp("examples/app.ts:app", repoRoot)
-      assert.deepStrictEqual(app.tasks.map((t) => t.name), ["my.add", "my.divide", "my.slow_echo"])
+      assert.deepStrictEqual(app.tasks.map((t) => t.name), ["my.add", "my.divide", "my.slow_echo", "my.flaky_fetch"])
       assert.strictEqual(app.registry.appDir, join(repoRoot, "examples"))
     }))
 
