@@ -113,9 +113,11 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
       const acked = ackPolicy === "when_received" ? Effect.void : consumer.ackMany(deliveries)
       return (ackPolicy === "when_executed" ? Effect.zipRight(acked, saveAll(batch)) : Effect.zipRight(saveAll(batch), acked))
     }
-    const acker = Queue.takeBetween(completions, 1, 1024).pipe(
-      Effect.flatMap((chunk) => {
-        const batch = Array.from(chunk)
+    // Waits for one completion, then yields once so that every slot finishing in the same turn joins the batch.
+    const acker = Queue.take(completions).pipe(
+      Effect.zipLeft(Effect.yieldNow()),
+      Effect.flatMap((first) => Effect.map(Queue.takeUpTo(completions, 1023), (rest) => [first, ...rest])),
+      Effect.flatMap((batch) => {
         return complete(batch).pipe(
           Effect.catchAllCause((cause) =>
             Effect.logError(`${batch.length} results could not be saved; their messages are left for another attempt`, cause)
@@ -182,7 +184,10 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
 
     const readRetry = Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))
     const reader = Effect.gen(function*() {
-      const free = (yield* Queue.takeBetween(freeSlots, 1, max)).length
+      // Slots come back a batch at a time: after the first, yield once so the read asks for all of them.
+      yield* Queue.take(freeSlots)
+      yield* Effect.yieldNow()
+      const free = 1 + (yield* Queue.takeUpTo(freeSlots, max - 1)).length
       const deliveries = yield* consumer.read(free).pipe(
         Effect.tapError((e) => Effect.logWarning("reading the queue failed; retrying", e)),
         Effect.retry(readRetry),
