@@ -39,6 +39,14 @@ export interface Execution {
   readonly retry?: { readonly delayMs: number; readonly labels: TaskMessage["labels"] } | undefined
 }
 
+// taskiq's `timeout` label (seconds) overrides the task's own timeout, per submission.
+const timeoutOf = (labels: TaskMessage["labels"]): Duration.Duration | undefined => {
+  const raw = labels.timeout
+  if (raw === undefined || raw === null) return undefined
+  const seconds = Number(raw)
+  return Number.isFinite(seconds) && seconds > 0 ? Duration.millis(Math.round(seconds * 1000)) : undefined
+}
+
 const retriesOf = (labels: TaskMessage["labels"]): number => {
   const n = Number(labels[Task.retriesLabel] ?? 0)
   return Number.isFinite(n) && n > 0 ? Math.floor(n) : 0
@@ -178,8 +186,8 @@ export const make = <const Tasks extends ReadonlyArray<Task.Any>>(
           args = decoded.right
         }
         let run = runHandler(task.handler, args)
-        if (task.timeout !== undefined) {
-          const timeout = task.timeout
+        const timeout = timeoutOf(message.labels) ?? task.timeout
+        if (timeout !== undefined) {
           run = Effect.timeoutFail(run, {
             duration: timeout,
             onTimeout: () => new TaskTimeout({ taskName: task.name, timeoutMs: Duration.toMillis(timeout) })

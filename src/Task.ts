@@ -174,6 +174,8 @@ export interface SubmitOptions {
   readonly delay?: Duration.DurationInput | undefined
   /** Run no sooner than this time (ignored when `delay` is given). */
   readonly at?: Date | undefined
+  /** Overrides the task's timeout for this submission (sent as taskiq's `timeout` label, in seconds). */
+  readonly timeout?: Duration.DurationInput | undefined
 }
 
 const delayMsOf = (options: SubmitOptions): number | undefined =>
@@ -207,7 +209,9 @@ export const submit = <Args extends ReadonlyArray<any>, A, E, R>(
     const message: TaskMessage.TaskMessage = {
       taskId: TaskMessage.makeTaskId(),
       taskName: task.name,
-      labels: options.labels === undefined ? task.labels : { ...task.labels, ...options.labels },
+      labels: options.timeout === undefined
+        ? options.labels === undefined ? task.labels : { ...task.labels, ...options.labels }
+        : { ...task.labels, ...options.labels, timeout: Duration.toMillis(Duration.decode(options.timeout)) / 1000 },
       args: wireArgs,
       kwargs: options.kwargs ?? {}
     }

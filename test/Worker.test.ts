@@ -308,6 +308,19 @@ describe("Worker: retries and delays", () => {
       assert.strictEqual(yield* inCtx(ctx, Effect.flatMap(tasks.add.kiq(2, 2), (h) => h.result())), 4)
     }))
 
+  it.scopedLive("a per-submission timeout (taskiq's timeout label) interrupts a task that has none of its own", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-sub-timeout")
+      const ctx = yield* infraIn(root)
+      yield* startWorker(ctx)
+      const handle = yield* inCtx(ctx, scheduleWith(tasks.countAndSleep, { timeout: "150 millis" }, `${root}:runs`, 5_000))
+      const result = yield* inCtx(ctx, handle.waitResult({ timeout: "10 seconds" }))
+      assert.strictEqual(result.error?.excType, "TaskTimeout")
+      assert.strictEqual(result.labels.timeout, 0.15)
+      // Without the label the same task runs to completion.
+      assert.strictEqual(yield* inCtx(ctx, Effect.flatMap(tasks.countAndSleep.kiq(`${root}:runs`, 10), (h) => h.result())), 2)
+    }))
+
   it.scopedLive("a delayed submission runs after its delay", () =>
     Effect.gen(function*() {
       const ctx = yield* infraIn(uniqueName("w-delay"))
