@@ -12,6 +12,7 @@ import * as Worker from "../src/Worker.js"
 import * as app from "./fixtures/app/tasks.js"
 import * as tasks from "./fixtures/tasks.js"
 import { deleteKeys, names, redisUrl, uniqueName } from "./utils/redis.js"
+import { thrown } from "./utils/wait.js"
 
 const root = uniqueName("sync")
 const { queueName, resultPrefix } = names(root)
@@ -21,14 +22,6 @@ const infra = Taskiq.layerRedis({ url: redisUrl, queueName, resultPrefix })
 let raw: Redis
 let worker: Fiber.RuntimeFiber<never, unknown>
 
-const thrown = (f: () => unknown): any => {
-  try {
-    f()
-  } catch (error) {
-    return error
-  }
-  throw new Error("expected a throw")
-}
 
 /** A TCP server that accepts connections and never answers: a Redis that hangs. */
 const hangingServer = () =>

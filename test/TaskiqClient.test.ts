@@ -13,6 +13,7 @@ import { ClientNotStarted, TaskiqClient } from "../src/TaskiqClient.js"
 import * as Worker from "../src/Worker.js"
 import * as app from "./fixtures/app/tasks.js"
 import { deleteKeys, names, redisUrl, uniqueName } from "./utils/redis.js"
+import { thrown } from "./utils/wait.js"
 
 const appDir = resolve("test/fixtures/app")
 const root = uniqueName("client")
@@ -41,14 +42,6 @@ const rejection = async (promise: Promise<unknown>): Promise<any> => {
   throw new Error("expected a rejection")
 }
 
-const thrown = (f: () => unknown): any => {
-  try {
-    f()
-  } catch (error) {
-    return error
-  }
-  throw new Error("expected a throw")
-}
 
 beforeAll(() => {
   raw = new Redis(redisUrl)

@@ -17,6 +17,7 @@ import * as Taskiq from "../src/Taskiq.js"
 import * as tasks from "./fixtures/tasks.js"
 import { layerRedis, names, rawClient, redisUrl, uniqueName } from "./utils/redis.js"
 import { privateRedis } from "./utils/redisServer.js"
+import { eventually } from "./utils/wait.js"
 
 type Services = Broker | ResultBackend
 
@@ -33,18 +34,6 @@ const startWorker = (ctx: Context.Context<Services>, options: Worker.WorkerOptio
   )
 
 const inCtx = <A, E>(ctx: Context.Context<Services>, effect: Effect.Effect<A, E, Services>) => Effect.provide(effect, ctx)
-
-/** Polls Redis (a test harness observing, not the product waiting) until `f` holds. */
-const eventually = <A>(f: () => Promise<A>, ok: (a: A) => boolean, timeoutMs = 10_000) =>
-  Effect.promise(async () => {
-    const until = Date.now() + timeoutMs
-    for (;;) {
-      const a = await f()
-      if (ok(a)) return a
-      if (Date.now() > until) throw new Error(`condition not reached within ${timeoutMs} ms (last: ${JSON.stringify(a)})`)
-      await new Promise((r) => setTimeout(r, 20))
-    }
-  })
 
 const pendingCount = (raw: Redis, queue: string) =>
   Effect.promise(() => raw.xpending(queue, "taskiq") as Promise<[number, ...Array<unknown>]>).pipe(Effect.map((s) => s[0]))

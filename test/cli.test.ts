@@ -23,6 +23,7 @@ import * as TaskRegistry from "../src/TaskRegistry.js"
 import { pidAndSleep } from "./fixtures/cliTasks.js"
 import * as tasks from "./fixtures/tasks.js"
 import { cleanupKeys, layerRedis, names, rawClient, redisUrl, uniqueName } from "./utils/redis.js"
+import { eventually as eventuallyEvery } from "./utils/wait.js"
 
 const repoRoot = resolve(import.meta.dirname, "..")
 const fixtureApp = join(repoRoot, "test/fixtures/cliApp.ts")
@@ -118,19 +119,10 @@ const worker = (root: string, args: ReadonlyArray<string>, env: Record<string, s
     ...env
   })
 
-const consuming = /consuming "[^"]+" \(maxAsyncTasks (\d+), ack (\w+)/g
+/** Polls every 50 ms, 20 s at most: worker processes are slow to start. */
+const eventually = <A>(f: () => Promise<A>, ok: (a: A) => boolean, timeoutMs = 20_000) => eventuallyEvery(f, ok, timeoutMs, 50)
 
-/** Polls (a test harness observing, not the product waiting) until `f` holds. */
-const eventually = <A>(f: () => Promise<A>, ok: (a: A) => boolean, timeoutMs = 20_000) =>
-  Effect.promise(async () => {
-    const until = Date.now() + timeoutMs
-    for (;;) {
-      const a = await f()
-      if (ok(a)) return a
-      if (Date.now() > until) throw new Error(`condition not reached within ${timeoutMs} ms (last: ${JSON.stringify(a)})`)
-      await new Promise((r) => setTimeout(r, 50))
-    }
-  })
+const consuming = /consuming "[^"]+" \(maxAsyncTasks (\d+), ack (\w+)/g
 
 type Services = Broker | ResultBackend
 const inCtx = <A, E>(ctx: Context.Context<Services>, effect: Effect.Effect<A, E, Services>) => Effect.provide(effect, ctx)
