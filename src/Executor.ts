@@ -8,10 +8,12 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import * as CurrentTask from "./CurrentTask.js"
 import * as Task from "./Task.js"
 import * as TaskRegistry from "./TaskRegistry.js"
 import type { TaskMessage } from "./TaskMessage.js"
@@ -67,7 +69,7 @@ const retryFor = (task: Task.Any, cause: Cause.Cause<unknown>, labels: TaskMessa
 
 /** The executor service. */
 export class Executor extends Context.Tag("effect-taskiq/Executor")<Executor, {
-  readonly execute: (message: TaskMessage) => Effect.Effect<Execution>
+  readonly execute: (message: TaskMessage, deliveryCount?: number) => Effect.Effect<Execution>
   /** The names of the tasks it can run. */
   readonly taskNames: ReadonlyArray<string>
 }>() {}
@@ -156,7 +158,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.Any>>(
     const byName = new Map<string, Task.Any>()
     for (const task of tasks) byName.set(task.name, task)
 
-    const execute = (message: TaskMessage): Effect.Effect<Execution> =>
+    const execute = (message: TaskMessage, deliveryCount = 1): Effect.Effect<Execution> =>
       Effect.suspend(() => {
         const start = performance.now()
         const task = byName.get(message.taskName)
@@ -193,7 +195,14 @@ export const make = <const Tasks extends ReadonlyArray<Task.Any>>(
             onTimeout: () => new TaskTimeout({ taskName: task.name, timeoutMs: Duration.toMillis(timeout) })
           })
         }
-        return Effect.exit(provide(run)).pipe(
+        const info: CurrentTask.TaskInfo = {
+          taskId: message.taskId,
+          taskName: task.name,
+          attempt: retriesOf(message.labels) + 1,
+          deliveryCount,
+          labels: message.labels
+        }
+        return Effect.exit(Effect.zipRight(FiberRef.set(CurrentTask.ref, Option.some(info)), provide(run))).pipe(
           Effect.map((exit): Execution => {
             if (Exit.isFailure(exit)) {
               // A task that cannot run as asked (kc.exec naming a forbidden module…) will never succeed: poison.

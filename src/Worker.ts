@@ -140,7 +140,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
           const reason = `delivered ${delivery.deliveryCount} times (maxDeliveries ${maxDeliveries}); its workers kept dying or stalling`
           return Effect.as(deadLetter(delivery, message.taskId, poisonResult("MaxDeliveriesExceeded", reason), reason), false)
         }
-        return Effect.flatMap(restore(executor.execute(message)), (execution) => {
+        return Effect.flatMap(restore(executor.execute(message, delivery.deliveryCount)), (execution) => {
           if (execution.poison !== undefined) {
             return Effect.as(deadLetter(delivery, message.taskId, execution.result, execution.poison), false)
           }
