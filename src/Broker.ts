@@ -69,6 +69,14 @@ export interface DeadLetter {
   readonly deliveries: number
 }
 
+/** Which dead letters `requeueDeadLetters` / `purgeDeadLetters` act on; none given means all of them. */
+export interface DeadLetterSelection {
+  /** These dead-letter ids only; ids that are not (or no longer) dead letters are skipped. */
+  readonly ids?: ReadonlyArray<string> | undefined
+  /** At most this many, oldest first (when `ids` is given, the first `count` of them). Default: no limit. */
+  readonly count?: number | undefined
+}
+
 /** Per-message publishing options. */
 export interface PublishOptions {
   /** Deliver no sooner than this many milliseconds from now (by the broker's clock). */
@@ -87,6 +95,13 @@ export class Broker extends Context.Tag("effect-taskiq/Broker")<Broker, {
   readonly consumer: (options?: ConsumerOptions) => Effect.Effect<Consumer, BrokerError, Scope.Scope>
   /** The dead-lettered messages, oldest first. */
   readonly deadLetters: (count?: number) => Effect.Effect<ReadonlyArray<DeadLetter>, BrokerError>
+  /**
+   * Moves dead letters back into the queue, each atomically (its original payload is published again and its
+   * delivery count starts over); returns how many moved.
+   */
+  readonly requeueDeadLetters: (options?: DeadLetterSelection) => Effect.Effect<number, BrokerError>
+  /** Deletes dead letters for good; returns how many were deleted. With no options, all of them. */
+  readonly purgeDeadLetters: (options?: DeadLetterSelection) => Effect.Effect<number, BrokerError>
   /** Messages waiting or running (not yet acknowledged). */
   readonly size: Effect.Effect<number, BrokerError>
 }>() {}

@@ -125,6 +125,8 @@ export const encode = (
         : Effect.sync(() => void (json = data)),
     consumer: () => Effect.die("not used"),
     deadLetters: () => Effect.die("not used"),
+    requeueDeadLetters: () => Effect.die("not used"),
+    purgeDeadLetters: () => Effect.die("not used"),
     size: Effect.die("not used"),
     delayedSize: Effect.die("not used")
   })

@@ -125,6 +125,81 @@ const contract = (label: string, makeLayer: (root: string, options?: { maxMessag
         })
       ))
 
+    /** Publishes messages 1..n, reads them and dead-letters each (reason `poison n`), in order. */
+    const deadLetterN = (broker: Broker["Type"], n: number) =>
+      Effect.gen(function*() {
+        const sent = Array.from({ length: n }, (_, i) => message(i + 1))
+        for (const m of sent) yield* broker.publish(m)
+        const consumer = yield* broker.consumer({ blockMs: 100 })
+        const deliveries = yield* readN(consumer, n)
+        assert.strictEqual(deliveries.length, n)
+        for (const d of deliveries) yield* consumer.deadLetter(d, `poison ${argOf(d)}`)
+        const dead = yield* broker.deadLetters()
+        assert.deepStrictEqual(dead.map((d) => d.taskId), sent.map((m) => m.taskId))
+        return { consumer, dead }
+      })
+
+    it.scoped("requeueDeadLetters by id moves that one back and leaves the others; unknown ids are skipped", () =>
+      withBroker((broker) =>
+        Effect.gen(function*() {
+          const { dead } = yield* deadLetterN(broker, 3)
+          assert.strictEqual(yield* broker.size, 0)
+          assert.strictEqual(yield* broker.requeueDeadLetters({ ids: [dead[1]!.id] }), 1)
+          assert.deepStrictEqual((yield* broker.deadLetters()).map((d) => d.id), [dead[0]!.id, dead[2]!.id])
+          assert.strictEqual(yield* broker.size, 1)
+          assert.strictEqual(yield* broker.requeueDeadLetters({ ids: [dead[1]!.id, "1-1", "not-an-id"] }), 0, "already moved")
+          assert.strictEqual(yield* broker.requeueDeadLetters({ ids: [] }), 0, "an empty id list selects none")
+          assert.strictEqual((yield* broker.deadLetters()).length, 2)
+          assert.strictEqual(yield* broker.size, 1)
+        })
+      ))
+
+    it.scoped("a requeued message is delivered again, its delivery count starting over, and can be acked", () =>
+      withBroker((broker) =>
+        Effect.gen(function*() {
+          const { consumer, dead } = yield* deadLetterN(broker, 1)
+          assert.strictEqual(yield* broker.requeueDeadLetters(), 1)
+          const [d, ...rest] = yield* readN(consumer, 1)
+          assert.strictEqual(rest.length, 0)
+          assert.strictEqual(argOf(d!), 1)
+          assert.strictEqual(Either.getOrThrow(d!.message).taskId, dead[0]!.taskId)
+          assert.strictEqual(d!.data, dead[0]!.data, "the original payload")
+          assert.strictEqual(d!.deliveryCount, 1)
+          yield* consumer.ack(d!)
+          assert.strictEqual(yield* broker.size, 0)
+          assert.strictEqual((yield* broker.deadLetters()).length, 0)
+        })
+      ))
+
+    it.scoped("requeueDeadLetters with no ids moves the oldest `count`, or all of them, in order", () =>
+      withBroker((broker) =>
+        Effect.gen(function*() {
+          const { consumer, dead } = yield* deadLetterN(broker, 4)
+          assert.strictEqual(yield* broker.requeueDeadLetters({ count: 1 }), 1)
+          assert.deepStrictEqual((yield* broker.deadLetters()).map((d) => d.id), dead.slice(1).map((d) => d.id))
+          assert.strictEqual(yield* broker.requeueDeadLetters(), 3)
+          assert.strictEqual((yield* broker.deadLetters()).length, 0)
+          assert.strictEqual(yield* broker.size, 4)
+          assert.strictEqual(yield* broker.requeueDeadLetters(), 0, "nothing left")
+          const again = yield* readN(consumer, 4)
+          assert.deepStrictEqual(again.map(argOf), [1, 2, 3, 4])
+        })
+      ))
+
+    it.scoped("purgeDeadLetters deletes by id, the oldest `count`, or all, and says how many", () =>
+      withBroker((broker) =>
+        Effect.gen(function*() {
+          const { dead } = yield* deadLetterN(broker, 5)
+          assert.strictEqual(yield* broker.purgeDeadLetters({ ids: [dead[3]!.id, "1-1"] }), 1)
+          assert.strictEqual(yield* broker.purgeDeadLetters({ count: 2 }), 2)
+          assert.deepStrictEqual((yield* broker.deadLetters()).map((d) => d.id), [dead[2]!.id, dead[4]!.id])
+          assert.strictEqual(yield* broker.purgeDeadLetters(), 2)
+          assert.strictEqual((yield* broker.deadLetters()).length, 0)
+          assert.strictEqual(yield* broker.purgeDeadLetters(), 0)
+          assert.strictEqual(yield* broker.size, 0, "nothing went back to the queue")
+        })
+      ))
+
     it.scoped("an undecodable payload is delivered with its decode error, not dropped", () =>
       withBroker((broker) =>
         Effect.gen(function*() {
@@ -246,6 +321,40 @@ describe("Redis broker", () => {
       const consumer = yield* broker.consumer({ blockMs: 100 })
       const [d] = yield* readN(consumer, 1)
       assert.match(Either.flip(d!.message).pipe(Either.getOrThrow).detail, /no 'data' field/)
+    }))
+
+  it.scoped("requeue_dead.lua goes past a batch, leaves a dead letter without data, and fails typed on a wrong key type", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("requeue-dead")
+      const { queueName } = names(root)
+      const dlq = RedisBroker.keys(queueName).deadLetters
+      const raw = yield* rawClient()
+      const broker = yield* brokerIn(root)
+      // Oldest first: one without data, then 2,500 as dead_letter.lua writes them (more than one batch of 1,000).
+      yield* Effect.promise(async () => {
+        await raw.xadd(dlq, "*", "reason", "no data", "task_id", "", "deliveries", "1", "source_id", "0-1")
+        const pipeline = raw.pipeline()
+        for (let i = 0; i < 2_500; i++) {
+          pipeline.xadd(dlq, "*", "data", TaskMessage.encodeJson(message(i)), "reason", "r", "task_id", "", "deliveries", "5", "source_id", "0-1")
+        }
+        await pipeline.exec()
+      })
+      assert.strictEqual(yield* broker.requeueDeadLetters({ count: 1_200 }), 1_200)
+      assert.strictEqual(yield* broker.requeueDeadLetters(), 1_300)
+      const left = yield* broker.deadLetters()
+      assert.deepStrictEqual(left.map((d) => d.reason), ["no data"], "a dead letter without data is not requeued")
+      assert.strictEqual(yield* broker.size, 2_500)
+      const [first] = yield* Effect.promise(() => raw.xrange(queueName, "-", "+", "COUNT", 1))
+      assert.deepStrictEqual(first![1], ["data", TaskMessage.encodeJson({ ...message(0), taskId: JSON.parse(first![1][1]!).task_id })])
+      assert.strictEqual(first![1].length, 2, "only the data: no delivery count carried over")
+
+      yield* Effect.promise(() => raw.del(dlq).then(() => raw.set(dlq, "not a stream")))
+      const error = yield* Effect.flip(broker.requeueDeadLetters())
+      assert.strictEqual(error.reason, "Publish")
+      assert.match(error.message, /WRONGTYPE/)
+      assert.strictEqual((yield* Effect.flip(broker.purgeDeadLetters())).reason, "Ack")
+      assert.strictEqual(yield* Effect.promise(() => raw.get(dlq)), "not a stream", "a failed purge deletes nothing")
+      assert.strictEqual(yield* broker.size, 2_500, "a failed requeue adds nothing")
     }))
 
   it.scoped("recovers when the stream and its group are deleted under a live consumer", () =>

@@ -4,113 +4,29 @@
  * test ends, the supervisor's children too.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { type ChildProcess, spawn } from "node:child_process"
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { dirname, join, resolve } from "node:path"
+import { dirname, join } from "node:path"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as App from "../src/App.js"
-import type { Broker } from "../src/Broker.js"
+import { Broker, type Delivery } from "../src/Broker.js"
 import { registryOptions, type WorkerCommandConfig, workerOptions } from "../src/cli/WorkerCommand.js"
 import { loadApp } from "../src/internal/appLoader.js"
 import { scheduleAsync } from "../src/Producer.js"
+import * as TaskMessage from "../src/TaskMessage.js"
 import { ResultBackend } from "../src/ResultBackend.js"
 import * as TaskRegistry from "../src/TaskRegistry.js"
 import { pidAndSleep } from "./fixtures/cliTasks.js"
 import * as tasks from "./fixtures/tasks.js"
-import { cleanupKeys, layerRedis, names, rawClient, redisUrl, uniqueName } from "./utils/redis.js"
+import { cleanupKeys, layerRedis, names, rawClient, uniqueName } from "./utils/redis.js"
+import { isAlive, repoRoot, startupMs, taskiq } from "./utils/taskiqProcess.js"
 import { eventually as eventuallyEvery } from "./utils/wait.js"
 
-const repoRoot = resolve(import.meta.dirname, "..")
 const fixtureApp = join(repoRoot, "test/fixtures/cliApp.ts")
-// Process start-up (tsx, effect, the app) takes seconds, more on a loaded machine: waits are generous.
-const startupMs = 60_000
-
-const stripAnsi = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, "")
-
-interface CliProcess {
-  readonly process: ChildProcess
-  /** Everything it (and its children) printed so far, stdout and stderr. */
-  readonly output: () => string
-  /** Waits until `pattern` (global) matched `count` times; fails early if the process exits. */
-  readonly waitFor: (pattern: RegExp, count?: number, timeoutMs?: number) => Effect.Effect<Array<RegExpMatchArray>>
-  /** Its exit: the code, or the signal that killed it. */
-  readonly exit: (timeoutMs?: number) => Effect.Effect<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
-  /** The worker processes a supervisor reported starting. */
-  readonly childPids: () => Array<number>
-}
-
-const isAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
-
-const childPids = (output: string) => [...output.matchAll(/worker \d+ started \(pid (\d+)\)/g)].map((m) => Number(m[1]))
-
-/** Runs `node bin/taskiq.mjs <args>`; the process and the workers it started are SIGKILLed with the scope. */
-const taskiq = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
-  Effect.acquireRelease(
-    Effect.sync((): CliProcess => {
-      const proc = spawn(process.execPath, [join(repoRoot, "bin/taskiq.mjs"), ...args], {
-        cwd: repoRoot,
-        env: { ...process.env, TASKIQ_TEST_REDIS_URL: redisUrl, ...env },
-        stdio: ["ignore", "pipe", "pipe"]
-      })
-      let out = ""
-      proc.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()))
-      proc.stderr!.on("data", (chunk: Buffer) => (out += chunk.toString()))
-      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-        proc.once("exit", (code, signal) => resolve({ code, signal }))
-      )
-      // The exit event can come before the last output: settle both.
-      const closed = new Promise<void>((resolve) => proc.once("close", () => resolve()))
-      let done = false
-      void exited.then(() => (done = true))
-      const output = () => stripAnsi(out)
-      const waitFor = (pattern: RegExp, count = 1, timeoutMs = startupMs) =>
-        Effect.promise(async () => {
-          const until = Date.now() + timeoutMs
-          for (;;) {
-            const matches = [...output().matchAll(pattern)]
-            if (matches.length >= count) return matches
-            if (done) await closed
-            if (done && [...output().matchAll(pattern)].length < count) {
-              throw new Error(`taskiq exited before printing ${pattern} ×${count}:\n${output()}`)
-            }
-            if (Date.now() > until) throw new Error(`no ${pattern} ×${count} within ${timeoutMs} ms:\n${output()}`)
-            await new Promise((r) => setTimeout(r, 50))
-          }
-        })
-      const exit = (timeoutMs = startupMs) =>
-        Effect.promise(async () => {
-          let timer: NodeJS.Timeout | undefined
-          const late = new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new Error(`taskiq did not exit within ${timeoutMs} ms:\n${output()}`)), timeoutMs)
-          })
-          try {
-            const result = await Promise.race([exited, late])
-            await closed
-            return result
-          } finally {
-            clearTimeout(timer)
-          }
-        })
-      return { process: proc, output, waitFor, exit, childPids: () => childPids(output()) }
-    }),
-    (p) =>
-      Effect.sync(() => {
-        for (const pid of [p.process.pid!, ...p.childPids()]) if (isAlive(pid)) process.kill(pid, "SIGKILL")
-      })
-  )
-
 /** The worker command over this test's queue (the fixture App reads it from the environment). */
 const worker = (root: string, args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
   taskiq(["worker", `${fixtureApp}:app`, ...args], {
@@ -382,5 +298,82 @@ describe("taskiq worker", () => {
       assert.match(p.output(), /shutting down: no new tasks; running tasks have 20s to finish/)
       assert.include(p.output(), "stopping 2 worker processes (SIGTERM")
       assert.include(p.output(), "all worker processes stopped")
+    }), { timeout: 120_000 })
+})
+
+describe("taskiq dlq", () => {
+  /** `taskiq dlq <sub> <app> …` over this test's queue; waits for its exit. */
+  const dlq = (root: string, sub: string, args: ReadonlyArray<string> = []) =>
+    Effect.gen(function*() {
+      const p = yield* taskiq(["dlq", sub, `${fixtureApp}:app`, ...args], {
+        TEST_QUEUE: names(root).queueName,
+        TEST_PREFIX: names(root).resultPrefix
+      })
+      const { code } = yield* p.exit()
+      return { code, stdout: p.stdout(), output: p.output() }
+    })
+
+  it.scopedLive("list (text and --json), requeue --id, and purge --all (refused without --yes) on real dead letters", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("cli-dlq")
+      const { queueName } = names(root)
+      const ctx = yield* Layer.build(layerRedis(root))
+      const broker = Context.get(ctx, Broker)
+      const raw = yield* rawClient()
+      const sent = [1, 2].map((n): TaskMessage.TaskMessage => ({
+        taskId: TaskMessage.makeTaskId(),
+        taskName: "test.dlq",
+        labels: {},
+        args: [n],
+        kwargs: {}
+      }))
+      for (const m of sent) yield* broker.publish(m)
+      yield* broker.publishRaw("not json at all")
+      const consumer = yield* broker.consumer({ blockMs: 100 })
+      const deliveries: Array<Delivery> = []
+      for (let i = 0; i < 20 && deliveries.length < 3; i++) deliveries.push(...yield* consumer.read(3 - deliveries.length))
+      assert.strictEqual(deliveries.length, 3)
+      for (const [i, d] of deliveries.entries()) yield* consumer.deadLetter(d, `poison ${i}`)
+      const dead = yield* broker.deadLetters()
+      assert.strictEqual(dead.length, 3)
+
+      const [json, text, refused] = yield* Effect.all([
+        dlq(root, "list", ["--json"]),
+        dlq(root, "list"),
+        dlq(root, "purge", ["--all"])
+      ], { concurrency: "unbounded" })
+      assert.strictEqual(json.code, 0, json.output)
+      const listed = JSON.parse(json.stdout) as Array<Record<string, unknown>>
+      assert.deepStrictEqual(listed.map(({ data: _, ...rest }) => rest), [
+        { id: dead[0]!.id, taskId: sent[0]!.taskId, taskName: "test.dlq", deliveries: 1, reason: "poison 0" },
+        { id: dead[1]!.id, taskId: sent[1]!.taskId, taskName: "test.dlq", deliveries: 1, reason: "poison 1" },
+        { id: dead[2]!.id, taskId: null, taskName: null, deliveries: 1, reason: "poison 2" }
+      ])
+      assert.strictEqual(listed[0]!.data, dead[0]!.data)
+      assert.strictEqual(text.code, 0, text.output)
+      const lines = text.stdout.trim().split("\n")
+      assert.strictEqual(lines.length, 3, text.stdout)
+      assert.include(lines[0]!, dead[0]!.id)
+      assert.include(lines[0]!, `task ${sent[0]!.taskId}`)
+      assert.include(lines[0]!, "test.dlq")
+      assert.include(lines[0]!, "deliveries 1")
+      assert.include(lines[0]!, "poison 0")
+      assert.include(lines[2]!, "(undecodable)")
+      assert.strictEqual(refused.code, 2, refused.output)
+      assert.include(refused.output, "add --yes to confirm")
+      assert.strictEqual((yield* broker.deadLetters()).length, 3, "nothing purged without --yes")
+
+      const requeued = yield* dlq(root, "requeue", ["--id", dead[1]!.id])
+      assert.strictEqual(requeued.code, 0, requeued.output)
+      assert.include(requeued.stdout, "requeued 1 dead letter")
+      const stream = yield* Effect.promise(() => raw.xrange(queueName, "-", "+"))
+      assert.deepStrictEqual(stream.map(([, fields]) => fields), [["data", dead[1]!.data]], "the stream got it back")
+      assert.deepStrictEqual((yield* broker.deadLetters()).map((d) => d.id), [dead[0]!.id, dead[2]!.id])
+
+      const purged = yield* dlq(root, "purge", ["--all", "--yes"])
+      assert.strictEqual(purged.code, 0, purged.output)
+      assert.include(purged.stdout, "deleted 2 dead letters")
+      assert.strictEqual((yield* broker.deadLetters()).length, 0)
+      assert.strictEqual(yield* broker.size, 1, "the requeued message is still queued")
     }), { timeout: 120_000 })
 })

@@ -11,6 +11,7 @@ import {
   BrokerError,
   type ConsumerOptions,
   type DeadLetter,
+  type DeadLetterSelection,
   defaults,
   type Delivery,
   type PublishOptions
@@ -178,6 +179,18 @@ export const make = (options: MemoryBrokerOptions = {}) =>
         return { name, read, ack, ackMany, release, deadLetter }
       })
 
+    // Removes the selected dead letters (ids not given: the oldest `count`, or all) and returns them.
+    const takeDead = (selection: DeadLetterSelection = {}): Array<DeadLetter> => {
+      const limit = selection.count === undefined ? Number.POSITIVE_INFINITY : Math.max(0, selection.count)
+      const wanted = selection.ids === undefined ? undefined : new Set(selection.ids.slice(0, limit))
+      const taken: Array<DeadLetter> = []
+      for (let i = 0; i < dead.length && taken.length < limit;) {
+        if (wanted === undefined || wanted.has(dead[i]!.id)) taken.push(...dead.splice(i, 1))
+        else i++
+      }
+      return taken
+    }
+
     return Broker.of({
       queueName,
       publish: (message, publishOptions) => Effect.suspend(() => publishRaw(TaskMessage.encodeJson(message), publishOptions)),
@@ -185,6 +198,12 @@ export const make = (options: MemoryBrokerOptions = {}) =>
       delayedSize: Effect.sync(() => timers.size),
       consumer,
       deadLetters: (count = 100) => Effect.sync(() => dead.slice(0, count)),
+      requeueDeadLetters: (selection) =>
+        Effect.suspend(() => {
+          const taken = takeDead(selection)
+          return Effect.as(Effect.forEach(taken, (d) => publishRaw(d.data), { discard: true }), taken.length)
+        }),
+      purgeDeadLetters: (selection) => Effect.sync(() => takeDead(selection).length),
       size: Effect.sync(() => entries.size)
     })
   })

@@ -17,6 +17,7 @@ import {
   BrokerError,
   type ConsumerOptions,
   type DeadLetter,
+  type DeadLetterSelection,
   defaults,
   type Delivery,
   type PublishOptions
@@ -56,7 +57,8 @@ const scripts = {
   reclaim: { numberOfKeys: 1, lua: script("reclaim") },
   deadLetter: { numberOfKeys: 2, lua: script("dead_letter") },
   schedule: { numberOfKeys: 1, lua: script("schedule") },
-  moveDue: { numberOfKeys: 2, lua: script("move_due") }
+  moveDue: { numberOfKeys: 2, lua: script("move_due") },
+  requeueDead: { numberOfKeys: 2, lua: script("requeue_dead") }
 } as const
 
 interface ScriptedRedis extends Redis {
@@ -73,6 +75,7 @@ interface ScriptedRedis extends Redis {
   ): Promise<[string, Array<[string, Array<string> | null, number]>]>
   taskiqSchedule(delayed: string, data: string, delayMs: number, wakeChannel: string): Promise<number>
   taskiqMoveDue(delayed: string, stream: string, max: number): Promise<[number, number]>
+  taskiqRequeueDead(dlq: string, stream: string, max: number, ...ids: Array<string>): Promise<number>
   taskiqDeadLetter(
     stream: string,
     dlq: string,
@@ -103,6 +106,17 @@ const fieldValue = (fields: ReadonlyArray<string> | null, name: string): string 
   for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1]
   return undefined
 }
+
+const streamId = /^\d+-\d+$/
+
+/** The selected ids, well-formed and unique (a malformed one cannot be a dead letter), at most `count`. */
+const selectedIds = (selection: DeadLetterSelection): Array<string> => {
+  const ids = [...new Set(selection.ids ?? [])].filter((id) => streamId.test(id))
+  return selection.count === undefined ? ids : ids.slice(0, Math.max(0, selection.count))
+}
+
+/** Lua's unpack() has a stack limit, and one script should not run for long: work goes in batches. */
+const batchSize = 1000
 
 // `deliveries` counts the deliveries of earlier incarnations of an entry that was handed back (release.lua).
 const toDelivery = (id: string, fields: ReadonlyArray<string> | null, deliveryCount: number): Delivery => {
@@ -333,6 +347,54 @@ export const make = (options: RedisBrokerOptions = {}) =>
         )
       )
 
+    // Dead letters move or go in batches, each atomic; with no ids, the oldest first until `count` or none are left.
+    const forSelection = (
+      reason: BrokerError["reason"],
+      selection: DeadLetterSelection,
+      byIds: (ids: Array<string>) => Promise<number>,
+      oldest: (max: number) => Promise<number>
+    ) =>
+      Effect.tryPromise({
+        try: async () => {
+          let done = 0
+          if (selection.ids !== undefined) {
+            const ids = selectedIds(selection)
+            for (let i = 0; i < ids.length; i += batchSize) done += await byIds(ids.slice(i, i + batchSize))
+            return done
+          }
+          let remaining = selection.count ?? Number.POSITIVE_INFINITY
+          while (remaining > 0) {
+            const max = Math.min(batchSize, remaining)
+            const n = await oldest(max)
+            done += n
+            remaining -= n
+            if (n < max) break
+          }
+          return done
+        },
+        catch: (c) => fail(reason, c)
+      })
+
+    const requeueDeadLetters = (selection: DeadLetterSelection = {}) =>
+      forSelection(
+        "Publish",
+        selection,
+        (ids) => client.taskiqRequeueDead(k.deadLetters, k.stream, ids.length, ...ids),
+        (max) => client.taskiqRequeueDead(k.deadLetters, k.stream, max)
+      )
+
+    // XDEL by id (never DEL of the key: a key that is not the dead-letter stream is left alone).
+    const purgeDeadLetters = (selection: DeadLetterSelection = {}) =>
+      forSelection(
+        "Ack",
+        selection,
+        (ids) => client.xdel(k.deadLetters, ...ids),
+        async (max) => {
+          const entries = await client.xrange(k.deadLetters, "-", "+", "COUNT", max)
+          return entries.length === 0 ? 0 : client.xdel(k.deadLetters, ...entries.map(([id]) => id))
+        }
+      )
+
     return Broker.of({
       queueName,
       publish: (message, publishOptions) => Effect.suspend(() => publishRaw(TaskMessage.encodeJson(message), publishOptions)),
@@ -340,6 +402,8 @@ export const make = (options: RedisBrokerOptions = {}) =>
       delayedSize: Effect.tryPromise({ try: () => client.zcard(k.delayed), catch: (c) => fail("Read", c) }),
       consumer,
       deadLetters,
+      requeueDeadLetters,
+      purgeDeadLetters,
       size: Effect.tryPromise({ try: () => client.xlen(k.stream), catch: (c) => fail("Read", c) })
     })
   })

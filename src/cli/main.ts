@@ -15,13 +15,14 @@ import * as Layer from "effect/Layer"
 import { createRequire } from "node:module"
 import * as CliLogger from "../internal/cliLogger.js"
 import { CliError, ExitCode } from "./CliError.js"
+import * as DlqCommand from "./DlqCommand.js"
 import * as WorkerCommand from "./WorkerCommand.js"
 
 const { version } = createRequire(import.meta.url)("../../package.json") as { version: string }
 
 const taskiq = Command.make("taskiq").pipe(
   Command.withDescription("effect-taskiq: a distributed task queue on Effect and Redis Streams, wire-compatible with taskiq."),
-  Command.withSubcommands([WorkerCommand.command])
+  Command.withSubcommands([WorkerCommand.command, DlqCommand.command])
 )
 
 const cli = Command.run(taskiq, { name: "taskiq", version })

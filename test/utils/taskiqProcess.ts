@@ -18,6 +18,8 @@ export interface CliProcess {
   readonly process: ChildProcess
   /** Everything it (and its children) printed so far, stdout and stderr. */
   readonly output: () => string
+  /** What it printed on stdout only. */
+  readonly stdout: () => string
   /** Waits until `pattern` (global) matched `count` times; fails early if the process exits. */
   readonly waitFor: (pattern: RegExp, count?: number, timeoutMs?: number) => Effect.Effect<Array<RegExpMatchArray>>
   /** Its exit: the code, or the signal that killed it. */
@@ -47,7 +49,11 @@ export const taskiq = (args: ReadonlyArray<string>, env: Record<string, string> 
         stdio: ["ignore", "pipe", "pipe"]
       })
       let out = ""
-      proc.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()))
+      let stdout = ""
+      proc.stdout!.on("data", (chunk: Buffer) => {
+        out += chunk.toString()
+        stdout += chunk.toString()
+      })
       proc.stderr!.on("data", (chunk: Buffer) => (out += chunk.toString()))
       const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
         proc.once("exit", (code, signal) => resolve({ code, signal }))
@@ -85,7 +91,7 @@ export const taskiq = (args: ReadonlyArray<string>, env: Record<string, string> 
             clearTimeout(timer)
           }
         })
-      return { process: proc, output, waitFor, exit, childPids: () => childPids(output()) }
+      return { process: proc, output, stdout: () => stripAnsi(stdout), waitFor, exit, childPids: () => childPids(output()) }
     }),
     (p) =>
       Effect.sync(() => {
