@@ -26,6 +26,16 @@ export const redactUrl = (url: string): string => {
   }
 }
 
+// An error text never carries the URL's password, whatever the driver put in it.
+const redactSecrets = (text: string, url: string): string => {
+  try {
+    const password = decodeURIComponent(new URL(url).password)
+    return password ? text.split(password).join("***") : text
+  } catch {
+    return text
+  }
+}
+
 /** Options for a Redis connection. */
 export interface RedisConnectionOptions {
   readonly url?: Redacted.Redacted<string> | string | undefined
@@ -65,11 +75,17 @@ const open = (
         ...extra
       })
       // ioredis reports every failed reconnect as an 'error' event; without a listener Node would crash.
-      client.on("error", () => {})
+      // The first one says why (ECONNREFUSED, a TLS or auth failure); connect() itself only says "closed".
+      let firstError: Error | undefined
+      client.on("error", (e: Error) => void (firstError ??= e))
       return Effect.tryPromise({
         try: () => client.connect().then(() => client.ping()),
         catch: (cause) =>
-          new BrokerError({ reason: "Connect", detail: String((cause as Error)?.message ?? cause), url: redacted })
+          new BrokerError({
+            reason: "Connect",
+            detail: redactSecrets(String(firstError?.message ?? (cause as Error)?.message ?? cause), url),
+            url: redacted
+          })
       }).pipe(
         // acquireRelease runs this uninterruptibly; the timeout must still be able to cut a hung connect.
         Effect.interruptible,

@@ -29,6 +29,7 @@ describe("RedisConnection", () => {
       assert.strictEqual((error as { reason: string }).reason, "Connect")
       assert.notInclude(error.message, "hunter2")
       assert.include(error.message, "user:***@127.0.0.1")
+      assert.include(error.message, "ECONNREFUSED", "says why, not only that the connection closed")
       assert.isBelow(Date.now() - started, 5_000)
     }), { timeout: 15_000 })
 
