@@ -3,7 +3,7 @@
  * ResultBackend and TaskRegistry, configured from the environment and `.env`), closes every connection
  * when it ends, and sets the exit code (0 on success, 1 on failure; SIGINT/SIGTERM interrupt it gracefully).
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"

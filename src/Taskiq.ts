@@ -2,8 +2,8 @@
  * Ready-made layers: the Redis broker and result backend over one connection, from options or from
  * the environment and a `.env` file; and their in-memory twins.
  */
-import { PlatformConfigProvider } from "@effect/platform"
-import { NodeFileSystem } from "@effect/platform-node"
+import * as PlatformConfigProvider from "@effect/platform/PlatformConfigProvider"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as Layer from "effect/Layer"
 import type { Broker, BrokerError } from "./Broker.js"
 import * as MemoryBroker from "./Broker/Memory.js"

@@ -11,6 +11,7 @@ import { Broker } from "../src/Broker.js"
 import * as Executor from "../src/Executor.js"
 import { scheduleWith } from "../src/Producer.js"
 import { ResultBackend } from "../src/ResultBackend.js"
+import type { TaskHandle } from "../src/TaskHandle.js"
 import * as TaskMessage from "../src/TaskMessage.js"
 import * as Worker from "../src/Worker.js"
 import * as Taskiq from "../src/Taskiq.js"
@@ -73,6 +74,23 @@ describe("Worker", () => {
       assert.strictEqual((thrown as { excMessage: string }).excMessage, "a bare string")
       const sums = yield* inCtx(ctx, Effect.forEach([1, 2, 3, 4, 5, 6], (i) => Effect.flatMap(tasks.add.kiq(i, i), (h) => h.result())))
       assert.deepStrictEqual(sums, [2, 4, 6, 8, 10, 12])
+    }))
+
+  it.scopedLive("a result JSON cannot carry is stored as a ResultNotSerializable error; the rest of its batch is saved", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-bigint")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      const handles = yield* inCtx(ctx, Effect.all([tasks.bigint.kiq(7), tasks.add.kiq(1, 1), tasks.add.kiq(2, 2)]))
+      yield* startWorker(ctx)
+      const [big, two, four] = yield* inCtx(
+        ctx,
+        Effect.all(handles.map((h) => (h as TaskHandle<unknown>).waitResult({ timeout: "10 seconds" })))
+      )
+      assert.strictEqual(big!.error?.excType, "ResultNotSerializable")
+      assert.include(String(big!.error?.excMessage[0]), "BigInt")
+      assert.deepStrictEqual([two!.returnValue, four!.returnValue], [2, 4])
+      yield* eventually(() => raw.xlen(names(root).queueName), (n) => n === 0, 5_000)
     }))
 
   it.scopedLive("a task running 3× longer than the lease is not run twice", () =>
