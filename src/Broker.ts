@@ -58,6 +58,8 @@ export interface ConsumerOptions {
   readonly leaseMs?: number | undefined
   /** How long an empty read waits for work (default 1 s). */
   readonly blockMs?: number | undefined
+  /** Longest sleep of the delayed-message mover between looks when no producer wakes it (default 1 s). */
+  readonly delayedPollMs?: number | undefined
 }
 
 /** A dead-lettered message, as an operator sees it. */

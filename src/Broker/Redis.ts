@@ -175,7 +175,7 @@ export const make = (options: RedisBrokerOptions = {}) =>
 
     // Moves due delayed messages into the stream: sleeps until the next one is due (at most a second),
     // and is woken early when a producer schedules one that is due sooner.
-    const moveDelayed = Effect.gen(function*() {
+    const moveDelayed = (pollMs: number) => Effect.gen(function*() {
       const subscriber = yield* conn.duplicate(`delayed:${queueName}`)
       const wakes = yield* Queue.sliding<void>(1)
       subscriber.on("message", () => wakes.unsafeOffer(undefined))
@@ -186,7 +186,7 @@ export const make = (options: RedisBrokerOptions = {}) =>
       }).pipe(
         Effect.flatMap(([moved, nextMs]) =>
           moved >= 500 ? Effect.void : Effect.raceFirst(
-            Effect.sleep(Duration.millis(nextMs < 0 ? 1_000 : Math.min(nextMs, 1_000))),
+            Effect.sleep(Duration.millis(nextMs < 0 ? pollMs : Math.min(nextMs, pollMs))),
             Queue.take(wakes)
           )
         ),
@@ -304,7 +304,7 @@ export const make = (options: RedisBrokerOptions = {}) =>
             catch: (c) => fail("Ack", c)
           }).pipe(Effect.tap(() => held.delete(delivery.id)), Effect.asVoid)
 
-        yield* moveDelayed.pipe(Effect.interruptible, Effect.forkScoped)
+        yield* moveDelayed(consumerOptions.delayedPollMs ?? 1_000).pipe(Effect.interruptible, Effect.forkScoped)
 
         // Renew the lease of everything this consumer holds, so a long task is never reclaimed while it runs.
         yield* Effect.suspend(() => held.size === 0 ? Effect.void : renew([...held])).pipe(
