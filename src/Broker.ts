@@ -46,7 +46,7 @@ export interface Consumer {
   readonly ack: (delivery: Delivery) => Effect.Effect<void, BrokerError>
   /** Several messages are done, in one round trip. */
   readonly ackMany: (deliveries: ReadonlyArray<Delivery>) => Effect.Effect<void, BrokerError>
-  /** Hands messages back unfinished so that any consumer can take them at once. */
+  /** Hands messages back unfinished so that any consumer can take them at once (or, failing that, after their lease). */
   readonly release: (deliveries: ReadonlyArray<Delivery>) => Effect.Effect<void, BrokerError>
   /** Moves a message to the dead-letter queue with the reason, and acknowledges it. */
   readonly deadLetter: (delivery: Delivery, reason: string) => Effect.Effect<void, BrokerError>

@@ -127,7 +127,8 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
       Effect.flatMap((batch) => {
         return complete(batch).pipe(
           Effect.catchAllCause((cause) =>
-            Effect.logError(`${batch.length} results could not be saved; their messages are left for another attempt`, cause)
+            Effect.logError(`${batch.length} results could not be saved; their messages are handed back for another attempt`, cause)
+              .pipe(Effect.zipRight(Effect.ignore(consumer.release(batch.map((c) => c.delivery)))))
           ),
           Effect.ensuring(Effect.sync(() => releaseSlots(batch.length)))
         )
@@ -173,7 +174,10 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
         Effect.catchAllCause((cause) =>
           Cause.isInterruptedOnly(cause)
             ? Effect.interrupt
-            : Effect.as(Effect.logError(`message ${delivery.id} left pending for another attempt`, cause), false)
+            : Effect.logError(`message ${delivery.id} handed back for another attempt`, cause).pipe(
+              Effect.zipRight(Effect.ignore(consumer.release([delivery]))),
+              Effect.as(false)
+            )
         )
       )
 

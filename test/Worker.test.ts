@@ -10,7 +10,7 @@ import type { Redis } from "ioredis"
 import { Broker } from "../src/Broker.js"
 import * as Executor from "../src/Executor.js"
 import { scheduleWith } from "../src/Producer.js"
-import { ResultBackend } from "../src/ResultBackend.js"
+import { BackendError, ResultBackend } from "../src/ResultBackend.js"
 import type { TaskHandle } from "../src/TaskHandle.js"
 import * as TaskMessage from "../src/TaskMessage.js"
 import * as Worker from "../src/Worker.js"
@@ -337,6 +337,31 @@ describe("Worker: retries and delays", () => {
       assert.strictEqual(yield* inCtx(ctx, handle.result({ timeout: "10 seconds" })), 21)
       assert.isAtLeast(Date.now() - started, 390)
     }))
+})
+
+describe("Worker when results cannot be saved", () => {
+  it.scopedLive("hands the messages back instead of holding them: they run again once the backend recovers", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-backend-down")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      // The result backend refuses every write for the first 2 seconds, past the worker's own retries.
+      const healthyAt = Date.now() + 2_000
+      const real = Context.get(ctx, ResultBackend)
+      const down = new BackendError({ reason: "Set", detail: "injected outage" })
+      const flaky = ResultBackend.of({
+        ...real,
+        set: (id, r) => Effect.suspend(() => Date.now() < healthyAt ? Effect.fail(down) : real.set(id, r)),
+        setMany: (entries) => Effect.suspend(() => Date.now() < healthyAt ? Effect.fail(down) : real.setMany(entries))
+      })
+      // A minute's lease: without the hand-back, the message would stay with this worker that long.
+      yield* startWorker(Context.add(ctx, ResultBackend, flaky), { leaseMs: 60_000 })
+      const key = `${root}:runs`
+      const handle = yield* inCtx(ctx, tasks.countAndSleep.kiq(key, 1))
+      const runs = yield* inCtx(ctx, handle.result({ timeout: "20 seconds" }))
+      assert.isAtLeast(runs, 2, "ran again after the failed save")
+      yield* eventually(() => raw.xlen(names(root).queueName), (n) => n === 0, 5_000)
+    }), { timeout: 40_000 })
 })
 
 describe("Worker against a Redis that goes away", () => {

@@ -282,9 +282,11 @@ export const make = (options: RedisBrokerOptions = {}) =>
           deliveries.length === 0
             ? Effect.void
             : Effect.tryPromise({ try: () => releaseIds(deliveries.map((d) => d.id)), catch: (c) => fail("Ack", c) }).pipe(
-              Effect.tap(() => {
+              // Even when the hand-back fails (Redis away), stop renewing them: their lease then runs out
+              // and any worker reclaims them, instead of this one holding them for ever.
+              Effect.ensuring(Effect.sync(() => {
                 for (const d of deliveries) held.delete(d.id)
-              })
+              }))
             )
 
         const deadLetter = (delivery: Delivery, reason: string) =>
