@@ -51,8 +51,8 @@ export class RedisConnection extends Context.Tag("effect-taskiq/RedisConnection"
   readonly client: Redis
   /** The URL with its password redacted. */
   readonly url: string
-  /** A new connection with the same settings, closed with the scope. */
-  readonly duplicate: (purpose: string) => Effect.Effect<Redis, BrokerError, Scope.Scope>
+  /** A new connection with the same settings (and these overrides), closed with the scope. */
+  readonly duplicate: (purpose: string, overrides?: RedisOptions) => Effect.Effect<Redis, BrokerError, Scope.Scope>
 }>() {}
 
 const retryStrategy = (times: number): number => Math.min(50 * 2 ** Math.min(times, 10), 2_000)
@@ -126,8 +126,8 @@ export const make = (
     return RedisConnection.of({
       client,
       url,
-      duplicate: (purpose) =>
-        open(raw, url, timeout, { ...options.redisOptions, connectionName: `taskiq:${purpose}` }, false)
+      duplicate: (purpose, overrides) =>
+        open(raw, url, timeout, { ...options.redisOptions, ...overrides, connectionName: `taskiq:${purpose}` }, false)
     })
   })
 

@@ -12,6 +12,7 @@ import * as RedisBackend from "../src/ResultBackend/Redis.js"
 import * as TaskMessage from "../src/TaskMessage.js"
 import * as TaskResult from "../src/TaskResult.js"
 import { cleanupKeys, names, rawClient, redisUrl, uniqueName } from "./utils/redis.js"
+import { privateRedis } from "./utils/redisServer.js"
 
 const redisLayer = (root: string, options: ResultTtlOptions = {}) =>
   RedisBackend.layer({ prefix: names(root).resultPrefix, ...options }).pipe(
@@ -178,4 +179,26 @@ describe("Redis result backend", () => {
       const after = (yield* Effect.promise(() => raw.pubsub("CHANNELS", `__taskiq_result__:${names(root).resultPrefix}:*`))) as Array<string>
       assert.strictEqual(after.length, 0)
     }))
+
+  it.scopedLive("waiters keep waiting while the subscriber connection is killed under them, and get their results", () =>
+    Effect.gen(function*() {
+      const redis = yield* privateRedis()
+      const rb = yield* backendIn(RedisBackend.layer({ prefix: "kill" }).pipe(Layer.provide(RedisConnection.layer({ url: redis.url }))))
+      const admin = yield* rawClient(redis.url)
+      const ids = Array.from({ length: 3_000 }, () => TaskMessage.makeTaskId())
+      // New waiters subscribe all along (20 every 40 ms) while the pub/sub connection is killed every 150 ms.
+      const waiters = yield* Effect.forkScoped(Effect.forEach(
+        ids,
+        (id, i) => Effect.sleep(Math.floor(i / 20) * 40).pipe(Effect.zipRight(rb.wait(id, Duration.seconds(60)))),
+        { concurrency: "unbounded" }
+      ))
+      for (let i = 0; i < 40; i++) {
+        yield* Effect.sleep("150 millis")
+        yield* Effect.promise(() => admin.call("CLIENT", "KILL", "TYPE", "pubsub", "SKIPME", "yes"))
+      }
+      yield* Effect.sleep("500 millis")
+      yield* Effect.forEach(ids, (id) => rb.set(id, ok(id)), { concurrency: 50 })
+      const got = yield* Fiber.join(waiters)
+      assert.deepStrictEqual(got.map((r) => Option.getOrThrow(r).returnValue), ids)
+    }), { timeout: 60_000 })
 })

@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import type { Redis } from "ioredis"
 import * as RedisConnection from "../RedisConnection.js"
@@ -58,24 +59,27 @@ export const make = (options: RedisResultBackendOptions = {}) =>
 
     // One subscriber connection, opened on the first wait and closed with the backend.
     const scope = yield* Effect.scope
-    const listeners = new Map<string, Set<(json: string) => void>>()
+    // Per channel: its listeners, and the SUBSCRIBE every waiter awaits before reading (so none reads too early).
+    const channels = new Map<string, { readonly listeners: Set<(json: string) => void>; readonly subscribed: Promise<unknown> }>()
     const subscriber = yield* Effect.cached(
-      Scope.extend(conn.duplicate("results"), scope).pipe(
+      // No ready check on a subscriber: ioredis would send INFO after re-subscribing on a reconnect, which a
+      // connection in subscriber mode refuses, and fail every pending subscribe (redis/ioredis#2037).
+      Scope.extend(conn.duplicate("results", { enableReadyCheck: false, disableClientInfo: true }), scope).pipe(
         Effect.mapError((e) => new BackendError({ reason: "Connect", detail: e.detail, url: conn.url })),
         Effect.tap((sub) =>
           Effect.sync(() => {
             sub.on("message", (channel: string, json: string) => {
-              const set = listeners.get(channel)
-              if (set) for (const l of set) l(json)
+              const entry = channels.get(channel)
+              if (entry) for (const l of entry.listeners) l(json)
             })
             // A result published while the subscriber was reconnecting would be missed: read the keys again.
             let first = true
             sub.on("ready", () => {
               if (first) return void (first = false)
-              for (const [channel, set] of listeners) {
+              for (const [channel, entry] of channels) {
                 const key = channel.slice("__taskiq_result__:".length)
                 client.get(key).then((json) => {
-                  if (json !== null) for (const l of set) l(json)
+                  if (json !== null) for (const l of entry.listeners) l(json)
                 }, () => undefined)
               }
             })
@@ -94,24 +98,32 @@ export const make = (options: RedisResultBackendOptions = {}) =>
         const listener = (json: string) => resolve(json)
         const register = Effect.tryPromise({
           try: async () => {
-            let set = listeners.get(channel)
-            if (!set) {
-              set = new Set()
-              listeners.set(channel, set)
-              set.add(listener)
-              await sub.subscribe(channel)
-            } else {
-              set.add(listener)
+            let entry = channels.get(channel)
+            if (entry === undefined) {
+              const created = { listeners: new Set<(json: string) => void>(), subscribed: sub.subscribe(channel) }
+              // A failed SUBSCRIBE must not leave the channel looking subscribed to the next waiter.
+              created.subscribed.catch(() => {
+                if (channels.get(channel) === created) channels.delete(channel)
+              })
+              channels.set(channel, created)
+              entry = created
+            }
+            entry.listeners.add(listener)
+            try {
+              await entry.subscribed
+            } catch (e) {
+              entry.listeners.delete(listener)
+              throw e
             }
           },
           catch: (c) => fail("Wait", taskId, c)
         })
         const unregister = Effect.promise(async () => {
-          const set = listeners.get(channel)
-          if (!set) return
-          set.delete(listener)
-          if (set.size === 0) {
-            listeners.delete(channel)
+          const entry = channels.get(channel)
+          if (!entry) return
+          entry.listeners.delete(listener)
+          if (entry.listeners.size === 0) {
+            channels.delete(channel)
             await sub.unsubscribe(channel).catch(() => undefined)
           }
         })
@@ -130,6 +142,14 @@ export const make = (options: RedisResultBackendOptions = {}) =>
               )
             ),
           () => unregister
+        ).pipe(
+          // A subscriber reconnecting refuses subscriptions for a moment: subscribe again (a failed attempt
+          // has already removed its listener).
+          Effect.retry({
+            schedule: Schedule.spaced("100 millis"),
+            times: 50,
+            while: (e) => e._tag === "BackendError" && e.reason === "Wait"
+          })
         )
       })
 
