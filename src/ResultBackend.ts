@@ -7,7 +7,10 @@ import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 import * as Either from "effect/Either"
+import type { TaskProgress } from "./TaskProgress.js"
 import type { ResultDecodeError, TaskResult } from "./TaskResult.js"
 import * as TaskResultCodec from "./TaskResult.js"
 
@@ -38,9 +41,31 @@ export class ResultBackend extends Context.Tag("effect-taskiq/ResultBackend")<Re
     taskId: string,
     timeout: Duration.Duration
   ) => Effect.Effect<Option.Option<TaskResult>, BackendError | ResultDecodeError>
-  /** Forgets a result. */
+  /** Forgets a result (and its progress). */
   readonly delete: (taskId: string) => Effect.Effect<void, BackendError>
+  /**
+   * Cancels a task that has no result yet, atomically: stores `result` (a `TaskCancelled` failure), pushes it
+   * to waiters and tells every worker. `false` when the task had already finished (its result is kept).
+   */
+  readonly cancel: (taskId: string, result: TaskResult) => Effect.Effect<boolean, BackendError>
+  /**
+   * Calls `onCancel` with the id of every task cancelled and not yet forgotten, then with each one cancelled
+   * from now on, until the scope closes. A worker uses it to skip queued tasks and interrupt running ones.
+   */
+  readonly watchCancellations: (onCancel: (taskId: string) => void) => Effect.Effect<void, BackendError, Scope.Scope>
+  /** Stores a running task's progress (taskiq's `TaskProgress`, beside the result) and pushes it to watchers. */
+  readonly setProgress: (taskId: string, progress: TaskProgress) => Effect.Effect<void, BackendError>
+  /** The task's last reported progress, if any. */
+  readonly getProgress: (taskId: string) => Effect.Effect<Option.Option<TaskProgress>, BackendError>
+  /**
+   * The task's progress as it is reported: the last one stored first, then each new one, pushed; ends when
+   * the task's result is stored.
+   */
+  readonly progress: (taskId: string) => Stream.Stream<TaskProgress, BackendError>
 }>() {}
+
+/** How long a cancellation is remembered when the results' TTL is shorter: a queued task may wait that long. */
+export const minCancelTtlMs = 24 * 3_600_000
 
 /** Encodes a result for storage; a value JSON cannot carry (a BigInt, a cycle) is an `Encode` error. */
 export const encodeResult = (taskId: string, result: TaskResult): Either.Either<string, BackendError> => {

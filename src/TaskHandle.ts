@@ -7,7 +7,9 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import { type BackendError, ResultBackend } from "./ResultBackend.js"
+import type { TaskProgress } from "./TaskProgress.js"
 import * as TaskResult from "./TaskResult.js"
 
 /** No result arrived in time. The task may still run later; most often no worker is consuming the queue. */
@@ -37,6 +39,31 @@ export class TaskFailed extends Schema.TaggedError<TaskFailed>()("TaskFailed", {
   }
 }
 
+/** The task was cancelled (`handle.cancel()`) before it finished; it never ran, or was interrupted. */
+export class TaskCancelled extends Schema.TaggedError<TaskCancelled>()("TaskCancelled", {
+  taskId: Schema.String,
+  taskName: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `Task ${this.taskName} (${this.taskId}) was cancelled: ${this.reason}`
+  }
+}
+
+/** The `excType` of a cancelled task's stored result. */
+export const cancelledExcType = "TaskCancelled"
+
+/** The result stored for a cancelled task: a failure with `excType` `TaskCancelled`. */
+export const cancelledResult = (reason: string): TaskResult.TaskResult =>
+  TaskResult.fail({ excType: cancelledExcType, excMessage: [reason], excModule: "effect-taskiq" }, 0)
+
+/** Whether a result says the task was cancelled. */
+export const isCancelled = (result: TaskResult.TaskResult): boolean => result.isErr && result.error?.excType === cancelledExcType
+
+/** Cancels a task by id: a queued task never starts, a running one is interrupted; `false` if it had already finished. */
+export const cancel = (taskId: string, reason = "cancelled by request"): Effect.Effect<boolean, BackendError, ResultBackend> =>
+  Effect.flatMap(ResultBackend, (backend) => backend.cancel(taskId, cancelledResult(reason)))
+
 /** What waiting for a result can fail with. */
 export type WaitError = ResultTimeout | BackendError | TaskResult.ResultDecodeError
 
@@ -53,8 +80,16 @@ export interface TaskHandle<A = unknown, E = never> {
   readonly queueName: string
   /** Waits for the result, success or failure alike; fails only when no result can be had. */
   readonly waitResult: (options?: WaitOptions) => Effect.Effect<TaskResult.TaskResult<A | null>, WaitError, ResultBackend>
-  /** Waits for the value: the task's own typed error (or `TaskFailed`) in the error channel when it failed. */
-  readonly result: (options?: WaitOptions) => Effect.Effect<A, E | TaskFailed | WaitError, ResultBackend>
+  /** Waits for the value: the task's own typed error (or `TaskFailed`, `TaskCancelled`) when it failed. */
+  readonly result: (options?: WaitOptions) => Effect.Effect<A, E | TaskFailed | TaskCancelled | WaitError, ResultBackend>
+  /** Cancels the task: a queued task never starts, a running one is interrupted; `false` if it had already finished. */
+  readonly cancel: (reason?: string) => Effect.Effect<boolean, BackendError, ResultBackend>
+  /** The task's progress as its handler reports it, pushed; ends when the task finishes. */
+  readonly progress: Stream.Stream<TaskProgress, BackendError, ResultBackend>
+  /** The task's last reported progress, read once. */
+  readonly getProgress: Effect.Effect<Option.Option<TaskProgress>, BackendError, ResultBackend>
+  /** `true` when this submission was deduplicated: the handle is the task that already held the idempotency key. */
+  readonly deduplicated: boolean
 }
 
 /** The codecs a handle decodes with; a task's schemas, compiled once per task. */
@@ -71,7 +106,8 @@ export const make = <A = unknown, E = never>(
   taskId: string,
   taskName: string,
   queueName: string,
-  codecs: ResultCodecs<A, E> = { decodeSuccess: undefined, decodeFailure: undefined }
+  codecs: ResultCodecs<A, E> = { decodeSuccess: undefined, decodeFailure: undefined },
+  deduplicated = false
 ): TaskHandle<A, E> => {
   const waitResult = (options?: WaitOptions) =>
     Effect.flatMap(ResultBackend, (backend) => {
@@ -99,10 +135,11 @@ export const make = <A = unknown, E = never>(
         }))
       )
     })
-  const result = (options?: WaitOptions): Effect.Effect<A, E | TaskFailed | WaitError, ResultBackend> =>
-    Effect.flatMap(waitResult(options), (r): Effect.Effect<A, E | TaskFailed | WaitError> => {
+  const result = (options?: WaitOptions): Effect.Effect<A, E | TaskFailed | TaskCancelled | WaitError, ResultBackend> =>
+    Effect.flatMap(waitResult(options), (r): Effect.Effect<A, E | TaskFailed | TaskCancelled | WaitError> => {
       if (!r.isErr) return Effect.succeed(r.returnValue as A)
       const error = r.error ?? { excType: "UnknownError", excMessage: [], excModule: "builtins" }
+      if (isCancelled(r)) return Effect.fail(new TaskCancelled({ taskId, taskName, reason: TaskResult.errorMessage(error) }))
       if (codecs.decodeFailure !== undefined && error.value !== undefined) {
         const typed = codecs.decodeFailure(error.value)
         if (Either.isRight(typed)) return Effect.fail(typed.right)
@@ -117,5 +154,15 @@ export const make = <A = unknown, E = never>(
         })
       )
     })
-  return { taskId, taskName, queueName, waitResult, result }
+  return {
+    taskId,
+    taskName,
+    queueName,
+    waitResult,
+    result,
+    cancel: (reason) => cancel(taskId, reason),
+    progress: Stream.unwrap(Effect.map(ResultBackend, (backend) => backend.progress(taskId))),
+    getProgress: Effect.flatMap(ResultBackend, (backend) => backend.getProgress(taskId)),
+    deduplicated
+  }
 }

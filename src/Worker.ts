@@ -8,14 +8,19 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
 import * as FiberSet from "effect/FiberSet"
 import * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import { type AckPolicy, Broker, type BrokerError, type Consumer, type Delivery } from "./Broker.js"
 import { Executor } from "./Executor.js"
-import { type BackendError, ResultBackend } from "./ResultBackend.js"
+import { type BackendError, minCancelTtlMs, ResultBackend } from "./ResultBackend.js"
+import * as TaskHandle from "./TaskHandle.js"
+import * as TaskProgress from "./TaskProgress.js"
 import * as TaskResult from "./TaskResult.js"
 
 /** Worker settings, with taskiq's and BullMQ's names where they exist. */
@@ -136,61 +141,79 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
       Effect.forever
     )
 
-    // Runs one message; the common path ends by queueing its completion for the acker.
-    const process = (delivery: Delivery): Effect.Effect<boolean> =>
-      Effect.uninterruptibleMask((restore) => {
+    // Cancellations: ids of cancelled tasks (skipped when read), and the slot fiber running each task (interrupted).
+    const cancelled = new Map<string, number>()
+    const running = new Map<string, Fiber.RuntimeFiber<unknown, unknown>>()
+    const cancelling = new Set<string>()
+    const cancels = yield* Queue.unbounded<string>()
+    const isCancelled = (taskId: string) => cancelled.size > 0 && cancelled.has(taskId)
+
+    // Runs one message, inside one uninterruptible region so that its slot is accounted for exactly once:
+    // `true` when its completion went to the acker (which frees the slot), else the slot is freed here.
+    const process = (delivery: Delivery, self: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<void> =>
+      Effect.uninterruptibleMask((restore) => Effect.suspend((): Effect.Effect<boolean, BrokerError> => {
         if (Either.isLeft(delivery.message)) {
           const e = delivery.message.left
           return Effect.as(deadLetter(delivery, e.taskId, poisonResult(e._tag, e.message), e.message), false)
         }
         const message = delivery.message.right
+        const taskId = message.taskId
+        const queue = (result: TaskResult.TaskResult) => Effect.as(Queue.offer(completions, { delivery, taskId, result }), true)
+        if (isCancelled(taskId)) return queue(TaskHandle.cancelledResult("cancelled before it started"))
         if (delivery.deliveryCount > maxDeliveries) {
           const reason = `delivered ${delivery.deliveryCount} times (maxDeliveries ${maxDeliveries}); its workers kept dying or stalling`
-          return Effect.as(deadLetter(delivery, message.taskId, poisonResult("MaxDeliveriesExceeded", reason), reason), false)
+          return Effect.as(deadLetter(delivery, taskId, poisonResult("MaxDeliveriesExceeded", reason), reason), false)
         }
-        return Effect.flatMap(restore(executor.execute(message, delivery.deliveryCount)), (execution) => {
-          if (execution.poison !== undefined) {
-            return Effect.as(deadLetter(delivery, message.taskId, execution.result, execution.poison), false)
-          }
-          // Cut short because this worker is shutting down: no result; the consumer hands the message back.
-          if (execution.interrupted) {
-            return Effect.descriptorWith((d) =>
-              HashSet.size(d.interruptors) > 0
-                ? Effect.interrupt
-                : Queue.offer(completions, { delivery, taskId: message.taskId, result: execution.result })
-            )
-          }
-          if (execution.retry !== undefined) {
-            // Another attempt later, through the delayed queue: this message is done, its retry is a new one.
-            const { delayMs, labels } = execution.retry
-            return broker.publish({ ...message, labels }, { delayMs }).pipe(
-              Effect.zipRight(consumer.ack(delivery)),
-              Effect.as(false)
-            )
-          }
-          return Queue.offer(completions, { delivery, taskId: message.taskId, result: execution.result })
-        })
+        running.set(taskId, self)
+        return restore(executor.execute(message, delivery.deliveryCount)).pipe(
+          Effect.ensuring(Effect.sync(() => running.delete(taskId))),
+          Effect.flatMap((execution): Effect.Effect<boolean, BrokerError> => {
+            if (cancelling.has(taskId)) return queue(TaskHandle.cancelledResult("cancelled while it ran"))
+            if (execution.poison !== undefined) {
+              return Effect.as(deadLetter(delivery, taskId, execution.result, execution.poison), false)
+            }
+            // Cut short because this worker is shutting down: no result; the consumer hands the message back.
+            if (execution.interrupted) {
+              return Effect.descriptorWith((d) => HashSet.size(d.interruptors) > 0 ? Effect.succeed(false) : queue(execution.result))
+            }
+            if (execution.retry !== undefined) {
+              // Another attempt later, through the delayed queue: this message is done, its retry is a new one.
+              const { delayMs, labels } = execution.retry
+              return broker.publish({ ...message, labels }, { delayMs }).pipe(
+                Effect.zipRight(consumer.ack(delivery)),
+                Effect.as(false)
+              )
+            }
+            return queue(execution.result)
+          }),
+          Effect.catchAllCause((cause) =>
+            cancelling.has(taskId)
+              ? queue(TaskHandle.cancelledResult("cancelled while it ran"))
+              : Cause.isInterruptedOnly(cause)
+              ? Effect.succeed(false)
+              : Effect.logError(`message ${delivery.id} handed back for another attempt`, cause).pipe(
+                Effect.zipRight(Effect.ignore(consumer.release([delivery]))),
+                Effect.as(false)
+              )
+          ),
+          Effect.ensuring(Effect.sync(() => cancelling.delete(taskId)))
+        )
       }).pipe(
         Effect.catchAllCause((cause) =>
-          Cause.isInterruptedOnly(cause)
-            ? Effect.interrupt
-            : Effect.logError(`message ${delivery.id} handed back for another attempt`, cause).pipe(
-              Effect.zipRight(Effect.ignore(consumer.release([delivery]))),
-              Effect.as(false)
-            )
-        )
-      )
+          Effect.logError(`message ${delivery.id} handed back for another attempt`, cause).pipe(
+            Effect.zipRight(Effect.ignore(consumer.release([delivery]))),
+            Effect.as(false)
+          )
+        ),
+        Effect.flatMap((queued) => queued ? Effect.void : Effect.sync(() => releaseSlots(1)))
+      ))
 
     // A slot's message holds its place until the acker is done with it, unless it ended another way.
-    const slot = Queue.take(work).pipe(
-      Effect.flatMap((delivery) =>
-        process(delivery).pipe(
-          Effect.onExit((exit) =>
-            exit._tag === "Success" && exit.value === true ? Effect.void : Effect.sync(() => releaseSlots(1))
-          )
-        )
-      ),
-      Effect.forever
+    // Progress goes to this worker's backend: set once per slot fiber, inherited by what a handler forks.
+    const slot = Effect.withFiberRuntime<never, never>((self) =>
+      FiberRef.set(TaskProgress.reporterRef, Option.some(backend.setProgress)).pipe(
+        Effect.zipRight(Effect.forever(Effect.flatMap(Queue.take(work), (delivery) => process(delivery, self))))
+      )
     )
 
     const readRetry = Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))
@@ -220,6 +243,29 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     const fibers = yield* FiberSet.make()
     const ackerFiber = yield* Effect.forkScoped(acker)
     for (let i = 0; i < max; i++) yield* FiberSet.run(fibers, slot)
+
+    // A cancelled task that runs here is interrupted where it runs: its slot fiber ends after recording the
+    // cancellation, and a new slot takes its place (no fiber is forked per task just to make tasks cancellable).
+    const cancelTask = (taskId: string) =>
+      Effect.suspend(() => {
+        cancelled.set(taskId, Date.now())
+        if (cancelled.size > 10_000) {
+          const old = Date.now() - minCancelTtlMs
+          for (const [id, at] of cancelled) if (at < old) cancelled.delete(id)
+        }
+        const fiber = running.get(taskId)
+        if (fiber === undefined || cancelling.has(taskId)) return Effect.void
+        cancelling.add(taskId)
+        fiber.unsafeInterruptAsFork(FiberId.none)
+        return Effect.asVoid(FiberSet.run(fibers, slot))
+      })
+    yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(cancels), cancelTask)))
+    // Before the first read: a task cancelled while no worker ran must not start.
+    yield* backend.watchCancellations((taskId) => cancels.unsafeOffer(taskId)).pipe(
+      Effect.tapError((e) => Effect.logWarning("watching for cancellations failed; retrying", e)),
+      Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
+      Effect.orDie // the schedule never gives up
+    )
     const readerFiber = yield* Effect.forkScoped(reader)
 
     // Shutdown, in order: stop reading; let what was read finish within the timeout; interrupt what still

@@ -2,17 +2,21 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Chunk from "effect/Chunk"
 import * as Fiber from "effect/Fiber"
+import * as Stream from "effect/Stream"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as RedisConnection from "../src/RedisConnection.js"
 import { resolveTtlMs, ResultBackend, type ResultTtlOptions } from "../src/ResultBackend.js"
 import * as MemoryBackend from "../src/ResultBackend/Memory.js"
 import * as RedisBackend from "../src/ResultBackend/Redis.js"
+import * as TaskHandle from "../src/TaskHandle.js"
 import * as TaskMessage from "../src/TaskMessage.js"
 import * as TaskResult from "../src/TaskResult.js"
 import { cleanupKeys, names, rawClient, redisUrl, uniqueName } from "./utils/redis.js"
 import { privateRedis } from "./utils/redisServer.js"
+import { eventually } from "./utils/wait.js"
 
 const redisLayer = (root: string, options: ResultTtlOptions = {}) =>
   RedisBackend.layer({ prefix: names(root).resultPrefix, ...options }).pipe(
@@ -85,6 +89,53 @@ const contract = (label: string, makeLayer: (root: string, options?: ResultTtlOp
         assert.isTrue(Option.isSome(yield* rb.get(id)))
         yield* Effect.sleep("300 millis")
         assert.isTrue(Option.isNone(yield* rb.get(id)))
+      }))
+
+    it.scopedLive("cancel stores the cancellation once: later results do not overwrite it, a finished task is not cancelled", () =>
+      Effect.gen(function*() {
+        const rb = yield* backend()
+        const id = TaskMessage.makeTaskId()
+        const waiter = yield* Effect.fork(rb.wait(id, Duration.seconds(10)))
+        yield* Effect.sleep("50 millis")
+        assert.isTrue(yield* rb.cancel(id, TaskHandle.cancelledResult("stop")))
+        assert.strictEqual(Option.getOrThrow(yield* Fiber.join(waiter)).error?.excType, "TaskCancelled")
+        yield* rb.setMany([[id, ok("late")]])
+        assert.strictEqual(Option.getOrThrow(yield* rb.get(id)).error?.excType, "TaskCancelled")
+        const done = TaskMessage.makeTaskId()
+        yield* rb.set(done, ok("finished"))
+        assert.isFalse(yield* rb.cancel(done, TaskHandle.cancelledResult("too late")))
+        assert.strictEqual(Option.getOrThrow(yield* rb.get(done)).returnValue, "finished")
+      }))
+
+    it.scopedLive("watchCancellations replays the cancellations so far, then pushes new ones", () =>
+      Effect.gen(function*() {
+        const rb = yield* backend()
+        const before = TaskMessage.makeTaskId()
+        yield* rb.cancel(before, TaskHandle.cancelledResult("x"))
+        const seen: Array<string> = []
+        yield* rb.watchCancellations((id) => seen.push(id))
+        assert.deepStrictEqual(seen, [before])
+        const after = TaskMessage.makeTaskId()
+        yield* rb.cancel(after, TaskHandle.cancelledResult("y"))
+        yield* eventually(async () => seen, (s) => s.includes(after), 5_000)
+      }))
+
+    it.scopedLive("progress: stored, read back, streamed in order, and the stream ends with the result", () =>
+      Effect.gen(function*() {
+        const rb = yield* backend()
+        const id = TaskMessage.makeTaskId()
+        assert.isTrue(Option.isNone(yield* rb.getProgress(id)))
+        yield* rb.setProgress(id, { state: "STARTED", meta: null })
+        const watcher = yield* Effect.fork(Stream.runCollect(rb.progress(id)))
+        yield* Effect.sleep("50 millis")
+        yield* rb.setProgress(id, { state: "HALF", meta: { pct: 50 } })
+        yield* Effect.sleep("20 millis")
+        yield* rb.set(id, ok(1))
+        const seen = Chunk.toReadonlyArray(yield* Fiber.join(watcher).pipe(Effect.timeout("5 seconds")))
+        assert.deepStrictEqual(seen.map((p) => p.state), ["STARTED", "HALF"])
+        assert.deepStrictEqual(Option.getOrThrow(yield* rb.getProgress(id)), { state: "HALF", meta: { pct: 50 } })
+        const error = yield* Effect.flip(rb.setProgress(id, { state: "X", meta: 1n }))
+        assert.strictEqual(error.reason, "Encode")
       }))
 
     it.scopedLive("a value JSON cannot carry is an Encode error, not a crash", () =>

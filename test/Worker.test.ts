@@ -1,11 +1,13 @@
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { spawn } from "node:child_process"
+import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Duration from "effect/Duration"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import type { Redis } from "ioredis"
 import { Broker } from "../src/Broker.js"
 import * as Executor from "../src/Executor.js"
@@ -388,3 +390,103 @@ describe("Worker against a Redis that goes away", () => {
 })
 
 afterAll(() => tasks.closeFixtures())
+
+describe("Worker: cancellation", () => {
+  it.scopedLive("a task cancelled while queued never starts, even on a worker started afterwards; its waiter gets TaskCancelled", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-cancel-queued")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      const handle = yield* inCtx(ctx, tasks.countAndSleep.kiq(`${root}:runs`, 0))
+      const waiter = yield* inCtx(ctx, handle.result({ timeout: "10 seconds" })).pipe(Effect.flip, Effect.fork)
+      assert.isTrue(yield* inCtx(ctx, handle.cancel("not needed any more")))
+      const error = yield* Fiber.join(waiter)
+      assert.strictEqual(error._tag, "TaskCancelled")
+      assert.include(error.message, "not needed any more")
+      yield* startWorker(ctx, { maxAsyncTasks: 1 })
+      assert.strictEqual(yield* inCtx(ctx, Effect.flatMap(tasks.add.kiq(1, 2), (h) => h.result({ timeout: "10 seconds" }))), 3)
+      assert.isNull(yield* Effect.promise(() => raw.get(`${root}:runs`)), "the cancelled task never ran")
+      yield* eventually(() => Effect.runPromise(inCtx(ctx, Effect.flatMap(Broker, (b) => b.size))), (n) => n === 0, 5_000)
+      const stored = yield* inCtx(ctx, handle.waitResult())
+      assert.strictEqual(stored.error?.excType, "TaskCancelled", "the worker did not overwrite the cancellation")
+    }))
+
+  it.scopedLive("a running task is interrupted (its finalizers run), its message acked, and the worker keeps all its slots", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-cancel-running")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      yield* startWorker(ctx, { maxAsyncTasks: 1 })
+      const handle = yield* inCtx(ctx, tasks.interruptible.kiq(`${root}:runs`, 60_000))
+      yield* eventually(() => raw.get(`${root}:runs`), (v) => v === "1", 5_000)
+      assert.isTrue(yield* inCtx(ctx, handle.cancel()))
+      const error = yield* inCtx(ctx, handle.result({ timeout: "5 seconds" })).pipe(Effect.flip)
+      assert.strictEqual(error._tag, "TaskCancelled")
+      yield* eventually(() => raw.get(`${root}:runs:interrupted`), (v) => v === "1", 5_000)
+      // The only slot was the cancelled task's: a new one took its place.
+      assert.deepStrictEqual(
+        yield* inCtx(ctx, Effect.forEach([1, 2, 3], (i) => Effect.flatMap(tasks.add.kiq(i, i), (h) => h.result({ timeout: "5 seconds" })))),
+        [2, 4, 6]
+      )
+      yield* eventually(() => Effect.runPromise(inCtx(ctx, Effect.flatMap(Broker, (b) => b.size))), (n) => n === 0, 5_000)
+      assert.strictEqual(yield* Effect.promise(() => raw.get(`${root}:runs`)), "1", "it ran once and was not handed back")
+      assert.strictEqual((yield* inCtx(ctx, handle.waitResult())).error?.excType, "TaskCancelled")
+    }))
+
+  it.scopedLive("with two workers racing, the one running the task interrupts it; neither runs it again", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-cancel-race")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      yield* startWorker(ctx, { maxAsyncTasks: 2 })
+      yield* startWorker(ctx, { maxAsyncTasks: 2 })
+      const handles = yield* inCtx(ctx, Effect.forEach([1, 2, 3, 4], (i) => tasks.interruptible.kiq(`${root}:runs:${i}`, 60_000)))
+      for (const i of [1, 2, 3, 4]) yield* eventually(() => raw.get(`${root}:runs:${i}`), (v) => v === "1", 5_000)
+      assert.deepStrictEqual(yield* inCtx(ctx, Effect.forEach(handles, (h) => h.cancel())), [true, true, true, true])
+      for (const i of [1, 2, 3, 4]) yield* eventually(() => raw.get(`${root}:runs:${i}:interrupted`), (v) => v === "1", 5_000)
+      yield* eventually(() => Effect.runPromise(inCtx(ctx, Effect.flatMap(Broker, (b) => b.size))), (n) => n === 0, 5_000)
+      for (const i of [1, 2, 3, 4]) assert.strictEqual(yield* Effect.promise(() => raw.get(`${root}:runs:${i}`)), "1")
+    }))
+
+  it.scopedLive("cancelling a finished task is refused and its result kept", () =>
+    Effect.gen(function*() {
+      const ctx = yield* infraIn(uniqueName("w-cancel-done"))
+      yield* startWorker(ctx)
+      const handle = yield* inCtx(ctx, tasks.add.kiq(20, 22))
+      assert.strictEqual(yield* inCtx(ctx, handle.result({ timeout: "5 seconds" })), 42)
+      assert.isFalse(yield* inCtx(ctx, handle.cancel()))
+      assert.strictEqual(yield* inCtx(ctx, handle.result()), 42)
+    }))
+})
+
+describe("Worker: progress", () => {
+  it.scopedLive("a handler's progress is pushed to handle.progress in order, which ends with the task; getProgress reads the last", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-progress")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      yield* startWorker(ctx)
+      const handle = yield* inCtx(ctx, tasks.steps.kiq(5, 30))
+      const seen = yield* inCtx(ctx, Stream.runCollect(handle.progress)).pipe(Effect.timeout("10 seconds"))
+      const steps = Chunk.toReadonlyArray(seen).map((p) => (p.meta as { step: number }).step)
+      assert.isAtLeast(steps.length, 3, "pushed as it happened, not only the last")
+      assert.deepStrictEqual(steps, [...steps].sort((a, b) => a - b), "in order")
+      assert.strictEqual(steps[steps.length - 1], 5, "the last state is never lost")
+      assert.strictEqual(yield* inCtx(ctx, handle.result()), "done")
+      const last = Option.getOrThrow(yield* inCtx(ctx, handle.getProgress))
+      assert.deepStrictEqual(last, { state: "STEP", meta: { step: 5, of: 5 } })
+      // taskiq-redis's layout: the progress JSON beside the result.
+      const stored = yield* Effect.promise(() => raw.get(`${names(root).resultPrefix}:${handle.taskId}__progress`))
+      assert.deepStrictEqual(JSON.parse(stored!), { state: "STEP", meta: { step: 5, of: 5 } })
+    }))
+
+  it.scopedLive("watching a finished task's progress gives its last state and ends", () =>
+    Effect.gen(function*() {
+      const ctx = yield* infraIn(uniqueName("w-progress-done"))
+      yield* startWorker(ctx)
+      const handle = yield* inCtx(ctx, tasks.steps.kiq(2, 1))
+      yield* inCtx(ctx, handle.result({ timeout: "5 seconds" }))
+      const seen = yield* inCtx(ctx, Stream.runCollect(handle.progress)).pipe(Effect.timeout("5 seconds"))
+      assert.deepStrictEqual(Chunk.toReadonlyArray(seen), [{ state: "STEP", meta: { step: 2, of: 2 } }])
+    }))
+})

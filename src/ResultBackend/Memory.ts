@@ -5,7 +5,16 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { BackendError, encodeResult, resolveTtlMs, ResultBackend, type ResultTtlOptions } from "../ResultBackend.js"
+import * as Stream from "effect/Stream"
+import {
+  BackendError,
+  encodeResult,
+  minCancelTtlMs,
+  resolveTtlMs,
+  ResultBackend,
+  type ResultTtlOptions
+} from "../ResultBackend.js"
+import * as TaskProgress from "../TaskProgress.js"
 import * as TaskResult from "../TaskResult.js"
 
 /** Builds an in-memory backend; results are stored as JSON so encoding problems show up here too. */
@@ -15,6 +24,23 @@ export const make = (options: ResultTtlOptions = {}) =>
     if (typeof ttl === "string") return yield* new BackendError({ reason: "Config", detail: ttl })
     const store = new Map<string, { json: string; expiresAt: number }>()
     const waiters = new Map<string, Set<() => void>>()
+    const cancelled = new Map<string, number>()
+    const cancelWatchers = new Set<(taskId: string) => void>()
+    const progressOf = new Map<string, { json: string; expiresAt: number }>()
+    const progressWatchers = new Map<string, Set<() => void>>()
+    const notify = (map: Map<string, Set<() => void>>, taskId: string) => {
+      const listeners = map.get(taskId)
+      if (listeners) for (const w of listeners) w()
+    }
+    const watch = (map: Map<string, Set<() => void>>, taskId: string, f: () => void) => {
+      let set = map.get(taskId)
+      if (!set) map.set(taskId, set = new Set())
+      set.add(f)
+      return () => {
+        set.delete(f)
+        if (set.size === 0) map.delete(taskId)
+      }
+    }
 
     const read = (taskId: string): Option.Option<string> => {
       const hit = store.get(taskId)
@@ -32,11 +58,22 @@ export const make = (options: ResultTtlOptions = {}) =>
     }
     const get = (taskId: string) => Effect.suspend(() => decode(taskId, read(taskId)))
 
+    const isCancelled = (taskId: string) => (cancelled.get(taskId) ?? 0) > Date.now()
+    const store_ = (taskId: string, json: string) => {
+      store.set(taskId, { json, expiresAt: Date.now() + ttl })
+      notify(waiters, taskId)
+      notify(progressWatchers, taskId)
+    }
+    // A cancelled task keeps its TaskCancelled result, as with Redis.
     const set = (taskId: string, result: TaskResult.TaskResult) =>
       Effect.map(encodeResult(taskId, result), (json) => {
-        store.set(taskId, { json, expiresAt: Date.now() + ttl })
-        const listeners = waiters.get(taskId)
-        if (listeners) for (const w of listeners) w()
+        if (!isCancelled(taskId)) store_(taskId, json)
+      })
+
+    const getProgress = (taskId: string) =>
+      Effect.sync(() => {
+        const hit = progressOf.get(taskId)
+        return hit === undefined || hit.expiresAt <= Date.now() ? Option.none() : TaskProgress.decodeJson(hit.json)
       })
 
     return ResultBackend.of({
@@ -58,7 +95,63 @@ export const make = (options: ResultTtlOptions = {}) =>
           Effect.timeoutTo({ duration: timeout, onSuccess: () => true, onTimeout: () => false }),
           Effect.flatMap((arrived) => arrived ? get(taskId) : Effect.succeed(Option.none()))
         ),
-      delete: (taskId) => Effect.sync(() => void store.delete(taskId))
+      delete: (taskId) => Effect.sync(() => {
+        store.delete(taskId)
+        progressOf.delete(taskId)
+      }),
+      cancel: (taskId, result) =>
+        Effect.flatMap(encodeResult(taskId, result), (json) =>
+          Effect.sync(() => {
+            if (Option.isSome(read(taskId))) return false
+            cancelled.set(taskId, Date.now() + Math.max(ttl, minCancelTtlMs))
+            store_(taskId, json)
+            for (const w of cancelWatchers) w(taskId)
+            return true
+          })),
+      watchCancellations: (onCancel) =>
+        Effect.acquireRelease(
+          Effect.sync(() => {
+            cancelWatchers.add(onCancel)
+            for (const taskId of cancelled.keys()) if (isCancelled(taskId)) onCancel(taskId)
+          }),
+          () => Effect.sync(() => cancelWatchers.delete(onCancel))
+        ),
+      setProgress: (taskId, progress) =>
+        Effect.try({
+          try: () => {
+            progressOf.set(taskId, { json: TaskProgress.encodeJson(progress), expiresAt: Date.now() + ttl })
+            notify(progressWatchers, taskId)
+          },
+          catch: (cause) =>
+            new BackendError({ reason: "Encode", taskId, detail: `the progress is not JSON-serializable: ${(cause as Error).message}` })
+        }),
+      getProgress,
+      progress: (taskId) =>
+        Stream.asyncScoped<TaskProgress.TaskProgress, BackendError>((emit) => {
+          let last: string | undefined
+          let ended = false
+          const catchUp = () => {
+            if (ended) return
+            const hit = progressOf.get(taskId)
+            if (hit !== undefined && hit.json !== last) {
+              last = hit.json
+              const p = TaskProgress.decodeJson(hit.json)
+              if (Option.isSome(p)) void emit.single(p.value)
+            }
+            if (Option.isSome(read(taskId))) {
+              ended = true
+              void emit.end()
+            }
+          }
+          return Effect.acquireRelease(
+            Effect.sync(() => {
+              const stop = watch(progressWatchers, taskId, catchUp)
+              catchUp()
+              return stop
+            }),
+            (stop) => Effect.sync(stop)
+          )
+        })
     })
   })
 

@@ -11,9 +11,18 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import type { Redis } from "ioredis"
 import * as RedisConnection from "../RedisConnection.js"
-import { BackendError, encodeResult, resolveTtlMs, ResultBackend, type ResultTtlOptions } from "../ResultBackend.js"
+import {
+  BackendError,
+  encodeResult,
+  minCancelTtlMs,
+  resolveTtlMs,
+  ResultBackend,
+  type ResultTtlOptions
+} from "../ResultBackend.js"
+import * as TaskProgress from "../TaskProgress.js"
 import * as TaskResult from "../TaskResult.js"
 
 /** Options of the Redis result backend. */
@@ -22,11 +31,31 @@ export interface RedisResultBackendOptions extends ResultTtlOptions {
   readonly prefix?: string | undefined
 }
 
-const setResultsLua = readFileSync(new URL("./lua/set_results.lua", import.meta.url), "utf8")
+const lua = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), "utf8")
 
 interface ScriptedRedis extends Redis {
   taskiqSetResults(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<number>
+  taskiqCancel(
+    cancelled: string,
+    key: string,
+    json: string,
+    ttlMs: number,
+    cancelTtlMs: number,
+    resultChannel: string,
+    cancelChannel: string
+  ): Promise<number>
+  taskiqSetProgress(key: string, json: string, ttlMs: number, channel: string): Promise<number>
 }
+
+/** Something listening on a subscriber channel; told to catch up after the subscriber reconnected. */
+interface Listener {
+  readonly onMessage: (message: string) => void
+  readonly onResubscribed: () => void
+}
+
+const resultChannel = (key: string) => `__taskiq_result__:${key}`
+const progressKey = (key: string) => `${key}__progress`
+const progressChannel = (progressKey: string) => `__taskiq_progress__:${progressKey}`
 
 const errorText = (cause: unknown): string => String((cause as Error)?.message ?? cause)
 
@@ -39,10 +68,15 @@ export const make = (options: RedisResultBackendOptions = {}) =>
     const client = conn.client as ScriptedRedis
     if (typeof client.taskiqSetResults !== "function") {
       // The number of keys varies with the batch: it is the first argument of each call.
-      client.defineCommand("taskiqSetResults", { lua: setResultsLua })
+      client.defineCommand("taskiqSetResults", { lua: lua("set_results") })
+      client.defineCommand("taskiqCancel", { numberOfKeys: 2, lua: lua("cancel") })
+      client.defineCommand("taskiqSetProgress", { numberOfKeys: 1, lua: lua("set_progress") })
     }
     const keyOf = (taskId: string) => options.prefix ? `${options.prefix}:${taskId}` : taskId
-    const channelOf = (key: string) => `__taskiq_result__:${key}`
+    // Cancelled tasks' result keys, scored by when the cancellation is forgotten; its name is also the channel's.
+    const cancelledKey = keyOf("__taskiq_cancelled__")
+    const cancelChannel = `__taskiq_cancel__:${cancelledKey}`
+    const cancelTtl = Math.max(ttl, minCancelTtlMs)
     const fail = (reason: BackendError["reason"], taskId: string, cause: unknown) =>
       new BackendError({ reason, taskId, url: conn.url, detail: errorText(cause), cause })
 
@@ -59,8 +93,8 @@ export const make = (options: RedisResultBackendOptions = {}) =>
 
     // One subscriber connection, opened on the first wait and closed with the backend.
     const scope = yield* Effect.scope
-    // Per channel: its listeners, and the SUBSCRIBE every waiter awaits before reading (so none reads too early).
-    const channels = new Map<string, { readonly listeners: Set<(json: string) => void>; readonly subscribed: Promise<unknown> }>()
+    // Per channel: its listeners, and the SUBSCRIBE every listener awaits before reading (so none reads too early).
+    const channels = new Map<string, { readonly listeners: Set<Listener>; readonly subscribed: Promise<unknown> }>()
     const subscriber = yield* Effect.cached(
       // No ready check on a subscriber: ioredis would send INFO after re-subscribing on a reconnect, which a
       // connection in subscriber mode refuses, and fail every pending subscribe (redis/ioredis#2037).
@@ -68,101 +102,178 @@ export const make = (options: RedisResultBackendOptions = {}) =>
         Effect.mapError((e) => new BackendError({ reason: "Connect", detail: e.detail, url: conn.url })),
         Effect.tap((sub) =>
           Effect.sync(() => {
-            sub.on("message", (channel: string, json: string) => {
+            sub.on("message", (channel: string, message: string) => {
               const entry = channels.get(channel)
-              if (entry) for (const l of entry.listeners) l(json)
+              if (entry) for (const l of entry.listeners) l.onMessage(message)
             })
-            // A result published while the subscriber was reconnecting would be missed: read the keys again.
+            // Whatever was published while the subscriber was reconnecting was missed: listeners read again.
             let first = true
             sub.on("ready", () => {
               if (first) return void (first = false)
-              for (const [channel, entry] of channels) {
-                const key = channel.slice("__taskiq_result__:".length)
-                client.get(key).then((json) => {
-                  if (json !== null) for (const l of entry.listeners) l(json)
-                }, () => undefined)
-              }
+              for (const entry of channels.values()) for (const l of entry.listeners) l.onResubscribed()
             })
           })
         )
       )
     )
 
+    // Listens on a channel for the scope; resolves once the SUBSCRIBE is acknowledged. A subscriber reconnecting
+    // refuses subscriptions for a moment: callers retry on a `Wait` error.
+    const listen = (channel: string, listener: Listener, taskId: string) =>
+      Effect.flatMap(subscriber, (sub) =>
+        Effect.acquireRelease(
+          Effect.tryPromise({
+            try: async () => {
+              let entry = channels.get(channel)
+              if (entry === undefined) {
+                const created = { listeners: new Set<Listener>(), subscribed: sub.subscribe(channel) }
+                // A failed SUBSCRIBE must not leave the channel looking subscribed to the next listener.
+                created.subscribed.catch(() => {
+                  if (channels.get(channel) === created) channels.delete(channel)
+                })
+                channels.set(channel, created)
+                entry = created
+              }
+              entry.listeners.add(listener)
+              try {
+                await entry.subscribed
+              } catch (e) {
+                entry.listeners.delete(listener)
+                throw e
+              }
+            },
+            catch: (c) => fail("Wait", taskId, c)
+          }),
+          () =>
+            Effect.promise(async () => {
+              const entry = channels.get(channel)
+              if (!entry) return
+              entry.listeners.delete(listener)
+              if (entry.listeners.size === 0) {
+                channels.delete(channel)
+                await sub.unsubscribe(channel).catch(() => undefined)
+              }
+            })
+        ))
+    const resubscribeRetry = {
+      schedule: Schedule.spaced("100 millis"),
+      times: 50,
+      while: (e: BackendError | TaskResult.ResultDecodeError) => e._tag === "BackendError" && e.reason === "Wait"
+    }
+
     const wait = (taskId: string, timeout: Duration.Duration) =>
       Effect.gen(function*() {
-        const sub = yield* subscriber
         const key = keyOf(taskId)
-        const channel = channelOf(key)
         let resolve!: (json: string) => void
         const arrived = new Promise<string>((r) => (resolve = r))
-        const listener = (json: string) => resolve(json)
-        const register = Effect.tryPromise({
-          try: async () => {
-            let entry = channels.get(channel)
-            if (entry === undefined) {
-              const created = { listeners: new Set<(json: string) => void>(), subscribed: sub.subscribe(channel) }
-              // A failed SUBSCRIBE must not leave the channel looking subscribed to the next waiter.
-              created.subscribed.catch(() => {
-                if (channels.get(channel) === created) channels.delete(channel)
-              })
-              channels.set(channel, created)
-              entry = created
-            }
-            entry.listeners.add(listener)
-            try {
-              await entry.subscribed
-            } catch (e) {
-              entry.listeners.delete(listener)
-              throw e
-            }
-          },
-          catch: (c) => fail("Wait", taskId, c)
+        const listener: Listener = {
+          onMessage: (json) => resolve(json),
+          onResubscribed: () =>
+            void client.get(key).then((json) => {
+              if (json !== null) resolve(json)
+            }, () => undefined)
+        }
+        yield* listen(resultChannel(key), listener, taskId)
+        // Subscribed first, then read: a result stored in between is seen by one or the other.
+        const now = yield* get(taskId)
+        if (Option.isSome(now)) return now
+        return yield* Effect.promise(() => arrived).pipe(
+          Effect.flatMap((json) => decode(taskId, json)),
+          Effect.timeoutTo({ duration: timeout, onSuccess: (r) => r, onTimeout: () => Option.none() })
+        )
+      }).pipe(Effect.scoped, Effect.retry(resubscribeRetry))
+
+    const cancel = (taskId: string, result: TaskResult.TaskResult) =>
+      Effect.suspend(() => {
+        const json = encodeResult(taskId, result)
+        if (Either.isLeft(json)) return json.left
+        const key = keyOf(taskId)
+        return Effect.tryPromise({
+          try: () =>
+            client.taskiqCancel(cancelledKey, key, json.right, ttl, cancelTtl, resultChannel(key), cancelChannel),
+          catch: (c) => fail("Set", taskId, c)
         })
-        const unregister = Effect.promise(async () => {
-          const entry = channels.get(channel)
-          if (!entry) return
-          entry.listeners.delete(listener)
-          if (entry.listeners.size === 0) {
-            channels.delete(channel)
-            await sub.unsubscribe(channel).catch(() => undefined)
-          }
+      }).pipe(Effect.map((n) => n === 1))
+
+    const idOfKey = (key: string) => options.prefix ? key.slice(options.prefix.length + 1) : key
+    const watchCancellations = (onCancel: (taskId: string) => void) => {
+      const snapshot = () =>
+        client.zrangebyscore(cancelledKey, Date.now(), "+inf").then((keys) => {
+          for (const key of keys) onCancel(idOfKey(key))
         })
-        return yield* Effect.acquireUseRelease(
-          register,
-          () =>
-            // Subscribed first, then read: a result stored in between is seen by one or the other.
-            get(taskId).pipe(
-              Effect.flatMap((now) =>
-                Option.isSome(now)
-                  ? Effect.succeed(now)
-                  : Effect.promise(() => arrived).pipe(
-                    Effect.flatMap((json) => decode(taskId, json)),
-                    Effect.timeoutTo({ duration: timeout, onSuccess: (r) => r, onTimeout: () => Option.none() })
-                  )
-              )
-            ),
-          () => unregister
-        ).pipe(
-          // A subscriber reconnecting refuses subscriptions for a moment: subscribe again (a failed attempt
-          // has already removed its listener).
-          Effect.retry({
-            schedule: Schedule.spaced("100 millis"),
-            times: 50,
-            while: (e) => e._tag === "BackendError" && e.reason === "Wait"
+      const listener: Listener = {
+        onMessage: (key) => onCancel(idOfKey(key)),
+        onResubscribed: () => void snapshot().catch(() => undefined)
+      }
+      // Listening first, then the snapshot: a cancellation in between is seen by one or the other (or both).
+      return listen(cancelChannel, listener, "").pipe(
+        Effect.zipRight(Effect.tryPromise({ try: snapshot, catch: (c) => fail("Get", "", c) })),
+        Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 50, while: (e) => e.reason === "Wait" })
+      )
+    }
+
+    const setProgress = (taskId: string, progress: TaskProgress.TaskProgress) =>
+      Effect.suspend(() => {
+        let json: string
+        try {
+          json = TaskProgress.encodeJson(progress)
+        } catch (cause) {
+          return new BackendError({ reason: "Encode", taskId, detail: `the progress is not JSON-serializable: ${(cause as Error).message}` })
+        }
+        const key = progressKey(keyOf(taskId))
+        return Effect.tryPromise({
+          try: () => client.taskiqSetProgress(key, json, ttl, progressChannel(key)),
+          catch: (c) => fail("Set", taskId, c)
+        })
+      }).pipe(Effect.asVoid)
+
+    const getProgress = (taskId: string) =>
+      Effect.tryPromise({ try: () => client.get(progressKey(keyOf(taskId))), catch: (c) => fail("Get", taskId, c) }).pipe(
+        Effect.map((json) => json === null ? Option.none() : TaskProgress.decodeJson(json))
+      )
+
+    const progress = (taskId: string): Stream.Stream<TaskProgress.TaskProgress, BackendError> =>
+      Stream.asyncScoped<TaskProgress.TaskProgress, BackendError>((emit) => {
+        const key = keyOf(taskId)
+        const pKey = progressKey(key)
+        let last: string | undefined
+        let ended = false
+        const push = (json: string | null) => {
+          if (ended || json === null || json === last) return
+          last = json
+          const p = TaskProgress.decodeJson(json)
+          if (Option.isSome(p)) void emit.single(p.value)
+        }
+        const end = () => {
+          if (ended) return
+          ended = true
+          void emit.end()
+        }
+        // The last progress, then the end if the result is there: in that order, so the final state is not lost.
+        const catchUp = () =>
+          client.get(pKey).then(push).then(() => client.exists(key)).then((n) => {
+            if (n === 1) end()
           })
+        const onProgress: Listener = { onMessage: push, onResubscribed: () => void catchUp().catch(() => undefined) }
+        const onResult: Listener = { onMessage: () => void catchUp().catch(() => undefined), onResubscribed: () => undefined }
+        return listen(progressChannel(pKey), onProgress, taskId).pipe(
+          Effect.zipRight(listen(resultChannel(key), onResult, taskId)),
+          Effect.zipRight(Effect.tryPromise({ try: catchUp, catch: (c) => fail("Get", taskId, c) })),
+          Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 50, while: (e) => e.reason === "Wait" })
         )
       })
 
     const setMany = (entries: ReadonlyArray<readonly [string, TaskResult.TaskResult]>) =>
       Effect.suspend(() => {
-        const keys: Array<string> = new Array(entries.length)
+        const keys: Array<string> = new Array(entries.length + 1)
         const args: Array<string | number> = new Array(entries.length + 1)
+        keys[0] = cancelledKey
         args[0] = ttl
         for (let i = 0; i < entries.length; i++) {
           const [taskId, result] = entries[i]!
           const json = encodeResult(taskId, result)
           if (Either.isLeft(json)) return json.left
-          keys[i] = keyOf(taskId)
+          keys[i + 1] = keyOf(taskId)
           args[i + 1] = json.right
         }
         return Effect.tryPromise({
@@ -177,9 +288,15 @@ export const make = (options: RedisResultBackendOptions = {}) =>
       get,
       wait,
       delete: (taskId) =>
-        Effect.tryPromise({ try: () => client.del(keyOf(taskId)), catch: (c) => fail("Set", taskId, c) }).pipe(
-          Effect.asVoid
-        )
+        Effect.tryPromise({
+          try: () => client.del(keyOf(taskId), progressKey(keyOf(taskId))),
+          catch: (c) => fail("Set", taskId, c)
+        }).pipe(Effect.asVoid),
+      cancel,
+      watchCancellations,
+      setProgress,
+      getProgress,
+      progress
     })
   })
 

@@ -1,9 +1,15 @@
 -- Stores results with their TTL and publishes each to whoever waits for it, all in one round trip.
--- KEYS[1..n] result keys
--- ARGV[1] TTL, ms; ARGV[1 + i] the JSON of the result at KEYS[i]
+-- A cancelled task keeps its TaskCancelled result: a worker finishing it anyway does not overwrite it.
+-- KEYS[1] the cancelled-tasks sorted set; KEYS[2..n] result keys
+-- ARGV[1] TTL, ms; ARGV[i] the JSON of the result at KEYS[i]
 -- Waiters listen on '__taskiq_result__:' .. key; the message is the result's JSON.
-for i = 1, #KEYS do
-  redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[1])
-  redis.call('PUBLISH', '__taskiq_result__:' .. KEYS[i], ARGV[i + 1])
+local anyCancelled = redis.call('EXISTS', KEYS[1]) == 1
+local stored = 0
+for i = 2, #KEYS do
+  if not (anyCancelled and redis.call('ZSCORE', KEYS[1], KEYS[i])) then
+    redis.call('SET', KEYS[i], ARGV[i], 'PX', ARGV[1])
+    redis.call('PUBLISH', '__taskiq_result__:' .. KEYS[i], ARGV[i])
+    stored = stored + 1
+  end
 end
-return #KEYS
+return stored
