@@ -26,10 +26,33 @@ export class BrokerError extends Schema.TaggedError<BrokerError>()("BrokerError"
 /** When a worker acknowledges a message (taskiq's `--ack-type`). */
 export type AckPolicy = "when_received" | "when_executed" | "when_saved"
 
+/** Priorities: whenever tasks of several wait, higher ones are read first (lower ones still get a share). */
+export type Priority = "high" | "normal" | "low"
+
+/** The priorities, highest first. */
+export const priorities: ReadonlyArray<Priority> = ["high", "normal", "low"]
+
+/** The message label that carries a priority (as taskiq's brokers that support priorities name it). */
+export const priorityLabel = "priority"
+
+/** A message's priority from its labels; anything unknown is `normal`. */
+export const priorityOf = (labels: Readonly<Record<string, unknown>>): Priority => {
+  const p = labels[priorityLabel]
+  return p === "high" || p === "low" ? p : "normal"
+}
+
+/**
+ * The label naming a submission's idempotency key while its task holds it until it finishes: the worker
+ * releases the key when the task is done.
+ */
+export const idempotencyLabel = "idempotency_key"
+
 /** One delivery of a message to a consumer. The message is decoded once, by the broker. */
 export interface Delivery {
-  /** The broker's id for this entry (the Redis stream entry id). */
+  /** The broker's id for this entry (the Redis stream entry id, unique within its priority). */
   readonly id: string
+  /** The priority it was queued with. */
+  readonly priority: Priority
   /** 1 on the first delivery; grows each time the message is reclaimed from a dead or stalled consumer. */
   readonly deliveryCount: number
   /** The raw payload, kept for dead-lettering. */
@@ -69,6 +92,8 @@ export interface DeadLetter {
   readonly reason: string
   readonly taskId: string | undefined
   readonly deliveries: number
+  /** The priority it is requeued with. */
+  readonly priority: Priority
 }
 
 /** Which dead letters `requeueDeadLetters` / `purgeDeadLetters` act on; none given means all of them. */
@@ -83,15 +108,38 @@ export interface DeadLetterSelection {
 export interface PublishOptions {
   /** Deliver no sooner than this many milliseconds from now (by the broker's clock). */
   readonly delayMs?: number | undefined
+  /** The message's priority (default: its `priority` label, else `normal`). */
+  readonly priority?: Priority | undefined
+  /** Publish only if no other task holds this key; atomically with the publish. */
+  readonly idempotency?: Idempotency | undefined
 }
+
+/** An idempotency key taken at publish. */
+export interface Idempotency {
+  readonly key: string
+  /** The task that will hold the key. */
+  readonly taskId: string
+  /** How long the key is held, ms (until the task finishes, when its message carries `idempotency_key`). */
+  readonly ttlMs: number
+}
+
+/** The longest an idempotency key is held when it is meant to be held until its task finishes. */
+export const defaultIdempotencyTtlMs = 24 * 3_600_000
 
 /** The broker service. */
 export class Broker extends Context.Tag("effect-taskiq/Broker")<Broker, {
   readonly queueName: string
-  /** Publishes a message (now, or after `delayMs`); resolves once the broker has stored it. */
-  readonly publish: (message: TaskMessage, options?: PublishOptions) => Effect.Effect<void, BrokerError>
+  /**
+   * Publishes a message (now, or after `delayMs`); resolves once the broker has stored it. With an idempotency
+   * key held by another task, publishes nothing and returns that task's id.
+   */
+  readonly publish: (message: TaskMessage, options?: PublishOptions) => Effect.Effect<string | undefined, BrokerError>
   /** Publishes raw payload text as another producer would (tests, replays). */
-  readonly publishRaw: (data: string, options?: PublishOptions) => Effect.Effect<void, BrokerError>
+  readonly publishRaw: (data: string, options?: PublishOptions) => Effect.Effect<string | undefined, BrokerError>
+  /** Lets these tasks' idempotency keys go (each only if that task still holds it). */
+  readonly releaseIdempotencyKeys: (
+    keys: ReadonlyArray<{ readonly key: string; readonly taskId: string }>
+  ) => Effect.Effect<void, BrokerError>
   /** Messages scheduled for later and not yet due. */
   readonly delayedSize: Effect.Effect<number, BrokerError>
   readonly consumer: (options?: ConsumerOptions) => Effect.Effect<Consumer, BrokerError, Scope.Scope>
@@ -104,7 +152,7 @@ export class Broker extends Context.Tag("effect-taskiq/Broker")<Broker, {
   readonly requeueDeadLetters: (options?: DeadLetterSelection) => Effect.Effect<number, BrokerError>
   /** Deletes dead letters for good; returns how many were deleted. With no options, all of them. */
   readonly purgeDeadLetters: (options?: DeadLetterSelection) => Effect.Effect<number, BrokerError>
-  /** Messages waiting or running (not yet acknowledged). */
+  /** Messages waiting or running (not yet acknowledged), of every priority. */
   readonly size: Effect.Effect<number, BrokerError>
 }>() {}
 

@@ -29,7 +29,7 @@ export const scheduleFunction = <F extends AsyncFunction>(
     return Task.submit(
       execTask,
       [where.right.module, where.right.qualname, args, options.kwargs ?? {}],
-      { labels: options.labels, delay: options.delay, at: options.at, timeout: options.timeout }
+      { ...options, kwargs: undefined }
     ) as unknown as Effect.Effect<TaskHandle<Awaited<ReturnType<F>>>, Task.ScheduleError, Broker>
   })
 

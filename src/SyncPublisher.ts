@@ -120,9 +120,18 @@ export const encode = (
     queueName: "",
     publish: () => Effect.die("not used"),
     publishRaw: (data, publishOptions) =>
-      publishOptions?.delayMs !== undefined && publishOptions.delayMs > 0
-        ? Effect.die(new Error("scheduleAsyncSync does not take a delay: use scheduleWith (or the client's) instead"))
-        : Effect.sync(() => void (json = data)),
+      (publishOptions?.delayMs !== undefined && publishOptions.delayMs > 0) ||
+        (publishOptions?.priority ?? "normal") !== "normal" || publishOptions?.idempotency !== undefined
+        ? Effect.die(
+          new Error(
+            "scheduleAsyncSync does not take a delay, a priority or an idempotency key: use scheduleWith (or the client's) instead"
+          )
+        )
+        : Effect.sync(() => {
+          json = data
+          return undefined
+        }),
+    releaseIdempotencyKeys: () => Effect.die("not used"),
     consumer: () => Effect.die("not used"),
     deadLetters: () => Effect.die("not used"),
     requeueDeadLetters: () => Effect.die("not used"),

@@ -10,7 +10,14 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
-import { Broker, type BrokerError } from "./Broker.js"
+import {
+  Broker,
+  type BrokerError,
+  defaultIdempotencyTtlMs,
+  idempotencyLabel,
+  type Priority,
+  priorityLabel
+} from "./Broker.js"
 import * as TaskHandle from "./TaskHandle.js"
 import * as TaskMessage from "./TaskMessage.js"
 import type { Labels } from "./TaskMessage.js"
@@ -25,6 +32,7 @@ export class InvalidTask extends Schema.TaggedError<InvalidTask>()("InvalidTask"
     "UnknownTask",
     "ForbiddenModule",
     "InvalidArguments",
+    "InvalidOptions",
     "NotSerializable"
   ),
   taskName: Schema.String,
@@ -61,6 +69,8 @@ export interface TaskOptions<Args extends ReadonlyArray<unknown>, A, E> {
   readonly labels?: Labels | undefined
   /** Retry failed runs: later, through the delayed queue, so a waiting retry holds no worker slot. */
   readonly retry?: RetryPolicy | undefined
+  /** The priority of every submission (default `normal`). */
+  readonly priority?: Priority | undefined
 }
 
 /** How a failed task is retried. The attempt count travels in the `_retries` label, so any worker continues it. */
@@ -115,6 +125,7 @@ export interface Task<Args extends ReadonlyArray<any>, A, E = never, R = never> 
   readonly timeout: Duration.Duration | undefined
   readonly labels: Labels
   readonly retry: RetryPolicy | undefined
+  readonly priority: Priority | undefined
   readonly encodeArgs: Codec<Args, ReadonlyArray<unknown>>
   readonly decodeArgs: Codec<unknown, Args>
   readonly encodeSuccess: Codec<A, unknown>
@@ -153,6 +164,7 @@ export const make = <H extends (...args: any) => any>(
     timeout: options.timeout === undefined ? undefined : Duration.decode(options.timeout),
     labels: options.labels ?? {},
     retry: options.retry,
+    priority: options.priority,
     encodeArgs: compile(options.args, "encode"),
     decodeArgs: compile(options.args, "decode"),
     encodeSuccess: compile(options.success, "encode"),
@@ -176,6 +188,15 @@ export interface SubmitOptions {
   readonly at?: Date | undefined
   /** Overrides the task's timeout for this submission (sent as taskiq's `timeout` label, in seconds). */
   readonly timeout?: Duration.DurationInput | undefined
+  /** Overrides the task's priority for this submission (sent as the `priority` label). */
+  readonly priority?: Priority | undefined
+  /**
+   * Deduplicates: while another submission with this key is queued or running, this one publishes nothing
+   * and returns that task's handle (`handle.deduplicated`). The key is let go when its task finishes.
+   */
+  readonly idempotencyKey?: string | undefined
+  /** Holds the idempotency key this long from submission instead, finished or not (debouncing). */
+  readonly idempotencyTtl?: Duration.DurationInput | undefined
 }
 
 const delayMsOf = (options: SubmitOptions): number | undefined =>
@@ -206,12 +227,36 @@ export const submit = <Args extends ReadonlyArray<any>, A, E, R>(
       }
       wireArgs = encoded.right
     }
+    const taskId = TaskMessage.makeTaskId()
+    const priority = options.priority ?? task.priority
+    const idempotencyTtlMs = options.idempotencyTtl === undefined
+      ? undefined
+      : Duration.toMillis(Duration.decode(options.idempotencyTtl))
+    if (options.idempotencyKey !== undefined && (options.idempotencyKey === "" || (idempotencyTtlMs !== undefined && !(idempotencyTtlMs >= 1)))) {
+      return Effect.fail(
+        new InvalidTask({
+          reason: "InvalidOptions",
+          taskName: task.name,
+          detail: options.idempotencyKey === ""
+            ? "idempotencyKey must not be empty"
+            : `idempotencyTtl must be at least 1 ms, got ${idempotencyTtlMs} ms`
+        })
+      )
+    }
+    // Extra labels only when asked for: a plain submission's message is what it always was.
+    let labels: TaskMessage.Labels = options.labels === undefined ? task.labels : { ...task.labels, ...options.labels }
+    if (options.timeout !== undefined || priority !== undefined || (options.idempotencyKey !== undefined && idempotencyTtlMs === undefined)) {
+      const extra: Record<string, TaskMessage.LabelValue> = { ...labels }
+      if (options.timeout !== undefined) extra.timeout = Duration.toMillis(Duration.decode(options.timeout)) / 1000
+      if (priority !== undefined) extra[priorityLabel] = priority
+      // Held until the task finishes: the worker that finishes it lets the key go.
+      if (options.idempotencyKey !== undefined && idempotencyTtlMs === undefined) extra[idempotencyLabel] = options.idempotencyKey
+      labels = extra
+    }
     const message: TaskMessage.TaskMessage = {
-      taskId: TaskMessage.makeTaskId(),
+      taskId,
       taskName: task.name,
-      labels: options.timeout === undefined
-        ? options.labels === undefined ? task.labels : { ...task.labels, ...options.labels }
-        : { ...task.labels, ...options.labels, timeout: Duration.toMillis(Duration.decode(options.timeout)) / 1000 },
+      labels,
       args: wireArgs,
       kwargs: options.kwargs ?? {}
     }
@@ -230,8 +275,22 @@ export const submit = <Args extends ReadonlyArray<any>, A, E, R>(
       )
     }
     const delayMs = delayMsOf(options)
-    return Effect.as(
-      delayMs === undefined ? broker.publishRaw(json) : broker.publishRaw(json, { delayMs }),
-      TaskHandle.make(message.taskId, task.name, broker.queueName, task)
+    const publishOptions = delayMs === undefined && priority === undefined && options.idempotencyKey === undefined
+      ? undefined
+      : {
+        delayMs,
+        priority,
+        idempotency: options.idempotencyKey === undefined ? undefined : {
+          key: options.idempotencyKey,
+          taskId,
+          ttlMs: idempotencyTtlMs ?? defaultIdempotencyTtlMs
+        }
+      }
+    return Effect.map(
+      broker.publishRaw(json, publishOptions),
+      (holder) =>
+        holder === undefined
+          ? TaskHandle.make(taskId, task.name, broker.queueName, task)
+          : TaskHandle.make(holder, task.name, broker.queueName, task, true)
     )
   })

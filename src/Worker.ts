@@ -16,7 +16,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
-import { type AckPolicy, Broker, type BrokerError, type Consumer, type Delivery } from "./Broker.js"
+import { type AckPolicy, Broker, type BrokerError, type Consumer, type Delivery, idempotencyLabel } from "./Broker.js"
 import { Executor } from "./Executor.js"
 import { type BackendError, minCancelTtlMs, ResultBackend } from "./ResultBackend.js"
 import * as TaskHandle from "./TaskHandle.js"
@@ -107,6 +107,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     const deadLetter = (delivery: Delivery, taskId: string | undefined, result: TaskResult.TaskResult, reason: string) =>
       (taskId === undefined ? Effect.void : Effect.ignore(save(taskId, result))).pipe(
         Effect.zipRight(consumer.deadLetter(delivery, reason)),
+        Effect.zipRight(taskId === undefined ? Effect.void : releaseKeys([{ delivery, taskId }])),
         Effect.zipRight(Effect.logWarning(`dead-lettered ${delivery.id}: ${reason}`))
       )
 
@@ -120,10 +121,26 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
             ? Effect.forEach(batch, (c) => save(c.taskId, c.result), { discard: true })
             : Effect.fail(e))
       )
+    // Finished tasks let their idempotency keys go; a failure only leaves a key to its time to live.
+    const releaseKeys = (done: ReadonlyArray<{ readonly delivery: Delivery; readonly taskId: string }>) => {
+      let keys: Array<{ key: string; taskId: string }> | undefined
+      for (const c of done) {
+        const m = c.delivery.message
+        const key = Either.isRight(m) ? m.right.labels[idempotencyLabel] : undefined
+        if (typeof key === "string") (keys ??= []).push({ key, taskId: c.taskId })
+      }
+      return keys === undefined
+        ? Effect.void
+        : broker.releaseIdempotencyKeys(keys).pipe(
+          Effect.catchAll((e) => Effect.logWarning("idempotency keys could not be released; they expire on their own", e))
+        )
+    }
     const complete = (batch: ReadonlyArray<Completion>) => {
       const deliveries = batch.map((c) => c.delivery)
       const acked = ackPolicy === "when_received" ? Effect.void : consumer.ackMany(deliveries)
-      return (ackPolicy === "when_executed" ? Effect.zipRight(acked, saveAll(batch)) : Effect.zipRight(saveAll(batch), acked))
+      return (ackPolicy === "when_executed" ? Effect.zipRight(acked, saveAll(batch)) : Effect.zipRight(saveAll(batch), acked)).pipe(
+        Effect.zipRight(releaseKeys(batch))
+      )
     }
     // Waits for one completion, then yields once so that every slot finishing in the same turn joins the batch.
     const acker = Queue.take(completions).pipe(

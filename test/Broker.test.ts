@@ -12,7 +12,7 @@ import * as RedisConnection from "../src/RedisConnection.js"
 import * as TaskMessage from "../src/TaskMessage.js"
 import { cleanupKeys, names, rawClient, redisUrl, uniqueName } from "./utils/redis.js"
 
-const message = (n: number): TaskMessage.TaskMessage => ({
+const message = (n: unknown): TaskMessage.TaskMessage => ({
   taskId: TaskMessage.makeTaskId(),
   taskName: "test.n",
   labels: {},
@@ -227,6 +227,83 @@ const contract = (label: string, makeLayer: (root: string, options?: { maxMessag
           assert.strictEqual(argOf(d!), 9)
           assert.isAtLeast(Date.now() - started, 290)
           assert.strictEqual(yield* broker.delayedSize, 0)
+        })
+      )))
+
+    it.scoped("higher priorities are read first; every eighth read starts at low, so nothing starves", () =>
+      withBroker((broker) =>
+        Effect.gen(function*() {
+          for (const p of ["low", "normal", "high"] as const) {
+            for (let i = 0; i < 3; i++) yield* broker.publish(message(`${p}${i}`), { priority: p })
+          }
+          const consumer = yield* broker.consumer({ blockMs: 50 })
+          const first = yield* consumer.read(4)
+          assert.deepStrictEqual(first.map(argOf), ["high0", "high1", "high2", "normal0"])
+          assert.deepStrictEqual(first.map((d) => d.priority), ["high", "high", "high", "normal"])
+          yield* consumer.ackMany(first)
+          assert.deepStrictEqual((yield* consumer.read(5)).map(argOf), ["normal1", "normal2", "low0", "low1", "low2"])
+          // Under a steady supply of high-priority work, reads 4 and 8 of every 8 start lower (this is read 3 of 8).
+          for (let i = 0; i < 20; i++) yield* broker.publish(message(`h${i}`), { priority: "high" })
+          for (let i = 0; i < 3; i++) yield* broker.publish(message(`n${i}`))
+          for (let i = 0; i < 3; i++) yield* broker.publish(message(`l${i}`), { priority: "low" })
+          const order: Array<unknown> = []
+          for (let i = 0; i < 8; i++) order.push(...(yield* consumer.read(1)).map(argOf))
+          assert.deepStrictEqual(order, ["h0", "n0", "h1", "h2", "h3", "l0", "h4", "h5"])
+        })
+      ))
+
+    it.scoped("a message's priority comes from its `priority` label; dead letters keep it and are requeued with it", () =>
+      withBroker((broker) =>
+        Effect.gen(function*() {
+          yield* broker.publish(message("plain"))
+          yield* broker.publish({ ...message("labelled"), labels: { priority: "high" } })
+          const consumer = yield* broker.consumer({ blockMs: 50 })
+          const [d] = yield* consumer.read(1)
+          assert.strictEqual(argOf(d!), "labelled")
+          assert.strictEqual(d!.priority, "high")
+          yield* consumer.deadLetter(d!, "testing")
+          const [dead] = yield* broker.deadLetters()
+          assert.strictEqual(dead!.priority, "high")
+          assert.strictEqual(yield* broker.requeueDeadLetters(), 1)
+          const [again] = yield* consumer.read(1)
+          assert.strictEqual(argOf(again!), "labelled")
+          assert.strictEqual(again!.priority, "high")
+        })
+      ))
+
+    it.live("a delayed message keeps its priority", () =>
+      Effect.scoped(withBroker((broker) =>
+        Effect.gen(function*() {
+          const consumer = yield* broker.consumer({ blockMs: 50 })
+          yield* broker.publish(message("normal"), { delayMs: 50 })
+          yield* broker.publish(message("high"), { delayMs: 50, priority: "high" })
+          yield* broker.publish(message("low"), { delayMs: 50, priority: "low" })
+          yield* Effect.sleep("200 millis")
+          const got = yield* readN(consumer, 3, 60)
+          assert.deepStrictEqual(got.map((d) => [argOf(d), d.priority]), [["high", "high"], ["normal", "normal"], ["low", "low"]])
+        })
+      )))
+
+    it.live("an idempotency key publishes once: later publishes return the holder's task id until it is released or expires", () =>
+      Effect.scoped(withBroker((broker) =>
+        Effect.gen(function*() {
+          const first = message(1)
+          const second = message(2)
+          const idem = (taskId: string, ttlMs = 60_000) => ({ idempotency: { key: "order-7", taskId, ttlMs } })
+          assert.isUndefined(yield* broker.publish(first, idem(first.taskId)))
+          assert.strictEqual(yield* broker.publish(second, idem(second.taskId)), first.taskId)
+          assert.strictEqual(yield* broker.publish(second, { ...idem(second.taskId), delayMs: 10 }), first.taskId)
+          assert.strictEqual(yield* broker.size, 1)
+          assert.strictEqual(yield* broker.delayedSize, 0)
+          // Only the holder lets the key go.
+          yield* broker.releaseIdempotencyKeys([{ key: "order-7", taskId: second.taskId }])
+          assert.strictEqual(yield* broker.publish(second, idem(second.taskId)), first.taskId)
+          yield* broker.releaseIdempotencyKeys([{ key: "order-7", taskId: first.taskId }])
+          assert.isUndefined(yield* broker.publish(second, idem(second.taskId, 100)))
+          assert.strictEqual(yield* broker.size, 2)
+          yield* Effect.sleep("200 millis")
+          const third = message(3)
+          assert.isUndefined(yield* broker.publish(third, idem(third.taskId)), "the key expired")
         })
       )))
 

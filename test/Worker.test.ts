@@ -13,6 +13,7 @@ import { Broker } from "../src/Broker.js"
 import * as Executor from "../src/Executor.js"
 import { scheduleWith } from "../src/Producer.js"
 import { BackendError, ResultBackend } from "../src/ResultBackend.js"
+import * as Task from "../src/Task.js"
 import type { TaskHandle } from "../src/TaskHandle.js"
 import * as TaskMessage from "../src/TaskMessage.js"
 import * as Worker from "../src/Worker.js"
@@ -488,5 +489,83 @@ describe("Worker: progress", () => {
       yield* inCtx(ctx, handle.result({ timeout: "5 seconds" }))
       const seen = yield* inCtx(ctx, Stream.runCollect(handle.progress)).pipe(Effect.timeout("5 seconds"))
       assert.deepStrictEqual(Chunk.toReadonlyArray(seen), [{ state: "STEP", meta: { step: 2, of: 2 } }])
+    }))
+})
+
+describe("Worker: priorities and deduplication", () => {
+  it.scopedLive("queued high-priority tasks run before normal and low ones", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-priority")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      const order = `${root}:order`
+      const submit = (label: string, priority?: "high" | "low") =>
+        inCtx(ctx, scheduleWith(tasks.record, { priority }, order, label, 0))
+      for (let i = 0; i < 3; i++) yield* submit(`low${i}`, "low")
+      for (let i = 0; i < 3; i++) yield* submit(`normal${i}`)
+      const last = yield* Effect.forEach([0, 1, 2], (i) => submit(`high${i}`, "high"))
+      yield* startWorker(ctx, { maxAsyncTasks: 1 })
+      yield* eventually(() => raw.llen(order), (n) => n === 9, 10_000)
+      const ran = yield* Effect.promise(() => raw.lrange(order, 0, -1))
+      assert.deepStrictEqual(ran.slice(0, 3), ["high0", "high1", "high2"])
+      assert.deepStrictEqual(ran.slice(3).filter((l) => l.startsWith("normal")), ["normal0", "normal1", "normal2"])
+      const result = yield* inCtx(ctx, last[2]!.waitResult())
+      assert.strictEqual(result.labels.priority, "high", "the label travels with the task")
+    }))
+
+  it.scopedLive("a task's default priority applies to each submission, and a submission overrides it", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-priority-default")
+      const ctx = yield* infraIn(root)
+      const urgent = Task.make("t.urgent", (n: number) => Effect.succeed(n), { priority: "high" })
+      const a = yield* inCtx(ctx, urgent.kiq(1))
+      const b = yield* inCtx(ctx, scheduleWith(urgent, { priority: "low" }, 2))
+      const { queueName } = names(root)
+      const raw = yield* rawClient()
+      assert.strictEqual(yield* Effect.promise(() => raw.xlen(`${queueName}:priority:high`)), 1)
+      assert.strictEqual(yield* Effect.promise(() => raw.xlen(`${queueName}:priority:low`)), 1)
+      assert.notStrictEqual(a.taskId, b.taskId)
+    }))
+
+  it.scopedLive("an idempotency key: twenty racing submissions against two workers run the task once; after it finishes the key is free", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-dedup")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      yield* startWorker(ctx)
+      yield* startWorker(ctx)
+      const runs = `${root}:runs`
+      const submit = inCtx(ctx, scheduleWith(tasks.countAndSleep, { idempotencyKey: "invoice-42" }, runs, 200))
+      const handles = yield* Effect.all(Array.from({ length: 20 }, () => submit), { concurrency: "unbounded" })
+      assert.strictEqual(new Set(handles.map((h) => h.taskId)).size, 1, "every caller got the same task")
+      assert.strictEqual(handles.filter((h) => !h.deduplicated).length, 1)
+      assert.strictEqual(yield* inCtx(ctx, handles[7]!.result({ timeout: "10 seconds" })), 1)
+      assert.strictEqual(yield* Effect.promise(() => raw.get(runs)), "1")
+      // The worker let the key go with the task's completion: the next submission runs again.
+      const next = yield* eventually(
+        () => Effect.runPromise(submit),
+        (h) => !h.deduplicated,
+        5_000
+      )
+      assert.notStrictEqual(next.taskId, handles[0]!.taskId)
+      assert.strictEqual(yield* inCtx(ctx, next.result({ timeout: "10 seconds" })), 2)
+    }))
+
+  it.scopedLive("with idempotencyTtl the key is held for that long, finished or not; bad options are typed errors", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-dedup-ttl")
+      const ctx = yield* infraIn(root)
+      yield* startWorker(ctx)
+      const submit = inCtx(ctx, scheduleWith(tasks.add, { idempotencyKey: "daily-report", idempotencyTtl: "400 millis" }, 1, 1))
+      const first = yield* submit
+      assert.strictEqual(yield* inCtx(ctx, first.result({ timeout: "5 seconds" })), 2)
+      const again = yield* submit
+      assert.isTrue(again.deduplicated)
+      assert.strictEqual(again.taskId, first.taskId)
+      yield* Effect.sleep("500 millis")
+      assert.isFalse((yield* submit).deduplicated)
+      const bad = yield* inCtx(ctx, scheduleWith(tasks.add, { idempotencyKey: "" }, 1, 1)).pipe(Effect.flip)
+      assert.strictEqual(bad._tag, "InvalidTask")
+      assert.strictEqual((bad as Task.InvalidTask).reason, "InvalidOptions")
     }))
 })

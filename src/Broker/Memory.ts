@@ -14,6 +14,9 @@ import {
   type DeadLetterSelection,
   defaults,
   type Delivery,
+  type Priority,
+  priorities,
+  priorityOf,
   type PublishOptions
 } from "../Broker.js"
 import * as TaskMessage from "../TaskMessage.js"
@@ -26,6 +29,7 @@ export interface MemoryBrokerOptions {
 
 interface Entry {
   readonly id: string
+  readonly priority: Priority
   readonly data: string
   owner: string | undefined
   deliveredAt: number
@@ -38,7 +42,8 @@ export const make = (options: MemoryBrokerOptions = {}) =>
     const queueName = options.queueName ?? "memory"
     const maxMessageBytes = options.maxMessageBytes ?? 1024 * 1024
     const entries = new Map<string, Entry>()
-    const fresh: Array<Entry> = []
+    const fresh: Record<Priority, Array<Entry>> = { high: [], normal: [], low: [] }
+    const idempotencyKeys = new Map<string, { taskId: string; expiresAt: number }>()
     const dead: Array<DeadLetter> = []
     const waiters = new Set<() => void>()
     let seq = 0
@@ -49,18 +54,8 @@ export const make = (options: MemoryBrokerOptions = {}) =>
     }
 
     const timers = new Set<ReturnType<typeof setTimeout>>()
-    const publishRaw = (data: string, publishOptions?: PublishOptions): Effect.Effect<void, BrokerError> =>
+    const publishTo = (priority: Priority, data: string, publishOptions?: PublishOptions): Effect.Effect<string | undefined, BrokerError> =>
       Effect.suspend(() => {
-        const delayMs = publishOptions?.delayMs
-        if (delayMs !== undefined && delayMs > 0 && Buffer.byteLength(data) <= maxMessageBytes) {
-          const timer = setTimeout(() => {
-            timers.delete(timer)
-            Effect.runSync(Effect.ignore(publishRaw(data)))
-          }, delayMs)
-          timer.unref()
-          timers.add(timer)
-          return Effect.void
-        }
         if (Buffer.byteLength(data) > maxMessageBytes) {
           return Effect.fail(
             new BrokerError({
@@ -70,15 +65,34 @@ export const make = (options: MemoryBrokerOptions = {}) =>
             })
           )
         }
-        const entry: Entry = { id: `${Date.now()}-${seq++}`, data, owner: undefined, deliveredAt: 0, deliveries: 0 }
+        const idem = publishOptions?.idempotency
+        if (idem !== undefined) {
+          const holder = idempotencyKeys.get(idem.key)
+          if (holder !== undefined && holder.expiresAt > Date.now()) return Effect.succeed(holder.taskId)
+          idempotencyKeys.set(idem.key, { taskId: idem.taskId, expiresAt: Date.now() + idem.ttlMs })
+        }
+        const delayMs = publishOptions?.delayMs
+        if (delayMs !== undefined && delayMs > 0) {
+          const timer = setTimeout(() => {
+            timers.delete(timer)
+            Effect.runSync(Effect.ignore(publishTo(priority, data)))
+          }, delayMs)
+          timer.unref()
+          timers.add(timer)
+          return Effect.succeed(undefined)
+        }
+        const entry: Entry = { id: `${Date.now()}-${seq++}`, priority, data, owner: undefined, deliveredAt: 0, deliveries: 0 }
         entries.set(entry.id, entry)
-        fresh.push(entry)
+        fresh[priority].push(entry)
         wake()
-        return Effect.void
+        return Effect.succeed(undefined)
       })
+    const publishRaw = (data: string, publishOptions?: PublishOptions) =>
+      publishTo(publishOptions?.priority ?? "normal", data, publishOptions)
 
     const toDelivery = (e: Entry): Delivery => ({
       id: e.id,
+      priority: e.priority,
       deliveryCount: e.deliveries,
       data: e.data,
       message: TaskMessage.decodeJson(e.data)
@@ -89,6 +103,7 @@ export const make = (options: MemoryBrokerOptions = {}) =>
         const leaseMs = consumerOptions.leaseMs ?? defaults.leaseMs
         const blockMs = consumerOptions.blockMs ?? defaults.blockMs
         const name = `memory-${Math.random().toString(36).slice(2, 8)}`
+        let turn = 0
 
         const take = (max: number): Array<Delivery> => {
           const now = Date.now()
@@ -102,13 +117,19 @@ export const make = (options: MemoryBrokerOptions = {}) =>
               out.push(toDelivery(e))
             }
           }
-          while (out.length < max && fresh.length > 0) {
-            const e = fresh.shift()!
-            if (!entries.has(e.id)) continue
-            e.owner = name
-            e.deliveredAt = now
-            e.deliveries = 1
-            out.push(toDelivery(e))
+          // As read.lua: higher priorities first, except two reads in eight that start lower.
+          const t = turn++ % 8
+          const order: ReadonlyArray<Priority> = t === 3 ? ["normal", "low", "high"] : t === 7 ? ["low", "normal", "high"] : priorities
+          for (const priority of order) {
+            const queue = fresh[priority]
+            while (out.length < max && queue.length > 0) {
+              const e = queue.shift()!
+              if (!entries.has(e.id)) continue
+              e.owner = name
+              e.deliveredAt = now
+              e.deliveries = 1
+              out.push(toDelivery(e))
+            }
           }
           return out
         }
@@ -160,7 +181,8 @@ export const make = (options: MemoryBrokerOptions = {}) =>
               data: d.data ?? "",
               reason,
               taskId: Either.isRight(d.message) ? d.message.right.taskId : d.message.left.taskId,
-              deliveries: d.deliveryCount
+              deliveries: d.deliveryCount,
+              priority: d.priority
             })
           })
 
@@ -193,15 +215,22 @@ export const make = (options: MemoryBrokerOptions = {}) =>
 
     return Broker.of({
       queueName,
-      publish: (message, publishOptions) => Effect.suspend(() => publishRaw(TaskMessage.encodeJson(message), publishOptions)),
+      publish: (message, publishOptions) =>
+        Effect.suspend(() =>
+          publishTo(publishOptions?.priority ?? priorityOf(message.labels), TaskMessage.encodeJson(message), publishOptions)
+        ),
       publishRaw,
+      releaseIdempotencyKeys: (keys) =>
+        Effect.sync(() => {
+          for (const { key, taskId } of keys) if (idempotencyKeys.get(key)?.taskId === taskId) idempotencyKeys.delete(key)
+        }),
       delayedSize: Effect.sync(() => timers.size),
       consumer,
       deadLetters: (count = 100) => Effect.sync(() => dead.slice(0, count)),
       requeueDeadLetters: (selection) =>
         Effect.suspend(() => {
           const taken = takeDead(selection)
-          return Effect.as(Effect.forEach(taken, (d) => publishRaw(d.data), { discard: true }), taken.length)
+          return Effect.as(Effect.forEach(taken, (d) => publishTo(d.priority, d.data), { discard: true }), taken.length)
         }),
       purgeDeadLetters: (selection) => Effect.sync(() => takeDead(selection).length),
       size: Effect.sync(() => entries.size)

@@ -20,6 +20,9 @@ import {
   type DeadLetterSelection,
   defaults,
   type Delivery,
+  type Priority,
+  priorities,
+  priorityOf,
   type PublishOptions
 } from "../Broker.js"
 import * as RedisConnection from "../RedisConnection.js"
@@ -40,13 +43,15 @@ export interface RedisBrokerOptions {
 /** The default queue name. */
 export const defaultQueueName = "kc_taskiq_queue"
 
-/** The key names a queue uses, built in one place. */
+/** The key names a queue uses, built in one place. Normal priority is the queue's own stream, as in taskiq-redis. */
 export const keys = (queueName: string) =>
   ({
     stream: queueName,
+    streams: { high: `${queueName}:priority:high`, normal: queueName, low: `${queueName}:priority:low` },
     deadLetters: `${queueName}:dead`,
     delayed: `${queueName}:delayed`,
-    wakeChannel: `${queueName}:delayed:wake`
+    wakeChannel: `${queueName}:delayed:wake`,
+    idempotency: (key: string) => `${queueName}:idempotency:${key}`
   }) as const
 
 const script = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), "utf8")
@@ -56,9 +61,12 @@ const scripts = {
   release: { numberOfKeys: 1, lua: script("release") },
   reclaim: { numberOfKeys: 1, lua: script("reclaim") },
   deadLetter: { numberOfKeys: 2, lua: script("dead_letter") },
-  schedule: { numberOfKeys: 1, lua: script("schedule") },
-  moveDue: { numberOfKeys: 2, lua: script("move_due") },
-  requeueDead: { numberOfKeys: 2, lua: script("requeue_dead") }
+  moveDue: { numberOfKeys: 4, lua: script("move_due") },
+  requeueDead: { numberOfKeys: 4, lua: script("requeue_dead") },
+  read: { numberOfKeys: 3, lua: script("read") },
+  // These take a varying number of keys: it is the first argument of each call.
+  publish: { lua: script("publish") },
+  releaseKeys: { lua: script("release_keys") }
 } as const
 
 interface ScriptedRedis extends Redis {
@@ -73,9 +81,19 @@ interface ScriptedRedis extends Redis {
     cursor: string,
     count: number
   ): Promise<[string, Array<[string, Array<string> | null, number]>]>
-  taskiqSchedule(delayed: string, data: string, delayMs: number, wakeChannel: string): Promise<number>
-  taskiqMoveDue(delayed: string, stream: string, max: number): Promise<[number, number]>
-  taskiqRequeueDead(dlq: string, stream: string, max: number, ...ids: Array<string>): Promise<number>
+  taskiqPublish(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<string | null>
+  taskiqReleaseKeys(numberOfKeys: number, ...keysThenArgs: Array<string>): Promise<number>
+  taskiqMoveDue(delayed: string, high: string, normal: string, low: string, max: number): Promise<[number, number]>
+  taskiqRequeueDead(dlq: string, normal: string, high: string, low: string, max: number, ...ids: Array<string>): Promise<number>
+  taskiqRead(
+    high: string,
+    normal: string,
+    low: string,
+    group: string,
+    consumer: string,
+    count: number,
+    turn: number
+  ): Promise<Array<[number, Array<[string, Array<string>]>]>>
   taskiqDeadLetter(
     stream: string,
     dlq: string,
@@ -85,7 +103,8 @@ interface ScriptedRedis extends Redis {
     reason: string,
     taskId: string,
     deliveries: number,
-    maxLen: number
+    maxLen: number,
+    priority: Priority
   ): Promise<number>
 }
 
@@ -119,11 +138,12 @@ const selectedIds = (selection: DeadLetterSelection): Array<string> => {
 const batchSize = 1000
 
 // `deliveries` counts the deliveries of earlier incarnations of an entry that was handed back (release.lua).
-const toDelivery = (id: string, fields: ReadonlyArray<string> | null, deliveryCount: number): Delivery => {
+const toDelivery = (priority: Priority, id: string, fields: ReadonlyArray<string> | null, deliveryCount: number): Delivery => {
   const data = fieldValue(fields, "data")
   const previous = fieldValue(fields, "deliveries")
   return {
     id,
+    priority,
     deliveryCount: previous === undefined ? deliveryCount : deliveryCount + (Number(previous) || 0),
     data,
     message: data === undefined
@@ -145,33 +165,59 @@ export const make = (options: RedisBrokerOptions = {}) =>
     const fail = (reason: BrokerError["reason"], cause: unknown) =>
       new BrokerError({ reason, detail: errorText(cause), url: conn.url, queue: queueName, cause })
 
-    const ensureGroup = Effect.tryPromise({
-      try: () => client.xgroup("CREATE", k.stream, group, "0", "MKSTREAM"),
-      catch: (cause) => cause
-    }).pipe(
-      Effect.catchAll((cause) =>
-        errorText(cause).includes("BUSYGROUP") ? Effect.void : Effect.fail(fail("Connect", cause))
-      ),
-      Effect.asVoid
-    )
+    const streamOf = (priority: Priority) => k.streams[priority]
+    const ensureGroup = Effect.forEach(priorities, (priority) =>
+      Effect.tryPromise({
+        try: () => client.xgroup("CREATE", streamOf(priority), group, "0", "MKSTREAM"),
+        catch: (cause) => cause
+      }).pipe(
+        Effect.catchAll((cause) =>
+          errorText(cause).includes("BUSYGROUP") ? Effect.void : Effect.fail(fail("Connect", cause))
+        )
+      ), { discard: true })
     yield* ensureGroup
 
-    const publishRaw = (data: string, publishOptions?: PublishOptions) =>
+    const tooLarge = (data: string) =>
+      new BrokerError({
+        reason: "MessageTooLarge",
+        detail: `${Buffer.byteLength(data)} bytes is over maxMessageBytes (${maxMessageBytes})`,
+        queue: queueName
+      })
+
+    // A plain message is one XADD; a delayed one or one with an idempotency key goes through publish.lua.
+    const publishTo = (priority: Priority, data: string, publishOptions: PublishOptions | undefined) =>
       Buffer.byteLength(data) > maxMessageBytes
-        ? Effect.fail(
-          new BrokerError({
-            reason: "MessageTooLarge",
-            detail: `${Buffer.byteLength(data)} bytes is over maxMessageBytes (${maxMessageBytes})`,
-            queue: queueName
-          })
-        )
+        ? Effect.fail(tooLarge(data))
         : Effect.tryPromise({
-          try: (): Promise<unknown> =>
-            publishOptions?.delayMs !== undefined && publishOptions.delayMs > 0
-              ? client.taskiqSchedule(k.delayed, data, Math.ceil(publishOptions.delayMs), k.wakeChannel)
-              : client.xadd(k.stream, "*", "data", data),
+          try: async (): Promise<string | undefined> => {
+            const delayMs = publishOptions?.delayMs !== undefined && publishOptions.delayMs > 0
+              ? Math.ceil(publishOptions.delayMs)
+              : undefined
+            const idem = publishOptions?.idempotency
+            if (delayMs === undefined && idem === undefined) {
+              await client.xadd(streamOf(priority), "*", "data", data)
+              return undefined
+            }
+            const target = delayMs === undefined ? streamOf(priority) : k.delayed
+            const prefix = priority === "normal" ? "" : `${priority}\n`
+            const args = [data, delayMs ?? "", k.wakeChannel, prefix, idem?.taskId ?? "", idem?.ttlMs ?? 0]
+            const holder = idem === undefined
+              ? await client.taskiqPublish(1, target, ...args)
+              : await client.taskiqPublish(2, target, k.idempotency(idem.key), ...args)
+            return holder ?? undefined
+          },
           catch: (c) => fail("Publish", c)
-        }).pipe(Effect.asVoid)
+        })
+
+    const publishRaw = (data: string, publishOptions?: PublishOptions) =>
+      publishTo(publishOptions?.priority ?? "normal", data, publishOptions)
+
+    const releaseIdempotencyKeys = (entries: ReadonlyArray<{ readonly key: string; readonly taskId: string }>) =>
+      entries.length === 0 ? Effect.void : Effect.tryPromise({
+        try: () =>
+          client.taskiqReleaseKeys(entries.length, ...entries.map((e) => k.idempotency(e.key)), ...entries.map((e) => e.taskId)),
+        catch: (c) => fail("Ack", c)
+      }).pipe(Effect.asVoid)
 
     // Moves due delayed messages into the stream: sleeps until the next one is due (at most a second),
     // and is woken early when a producer schedules one that is due sooner.
@@ -181,7 +227,7 @@ export const make = (options: RedisBrokerOptions = {}) =>
       subscriber.on("message", () => wakes.unsafeOffer(undefined))
       yield* Effect.tryPromise({ try: () => subscriber.subscribe(k.wakeChannel), catch: (c) => fail("Connect", c) })
       const step = Effect.tryPromise({
-        try: () => client.taskiqMoveDue(k.delayed, k.stream, 500),
+        try: () => client.taskiqMoveDue(k.delayed, k.streams.high, k.streams.normal, k.streams.low, 500),
         catch: (c) => fail("Read", c)
       }).pipe(
         Effect.flatMap(([moved, nextMs]) =>
@@ -201,38 +247,70 @@ export const make = (options: RedisBrokerOptions = {}) =>
         const blockMs = consumerOptions.blockMs ?? defaults.blockMs
         const name = `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
         const reader = yield* conn.duplicate(`reader:${queueName}`)
-        const held = new Set<string>()
-        let cursor = "0-0"
+        // What this consumer holds, per priority (entry ids are unique only within their stream).
+        const held: Record<Priority, Set<string>> = { high: new Set(), normal: new Set(), low: new Set() }
+        const cursors: Record<Priority, string> = { high: "0-0", normal: "0-0", low: "0-0" }
         let nextReclaimAt = 0
+        let turn = 0
 
         // Lua's unpack() has a stack limit: large id lists go in chunks.
         const chunked = async (ids: ReadonlyArray<string>, f: (chunk: Array<string>) => Promise<unknown>) => {
           for (let i = 0; i < ids.length; i += 1000) await f(ids.slice(i, i + 1000))
         }
-        const renew = (ids: ReadonlyArray<string>) =>
-          Effect.tryPromise({
-            try: () => chunked(ids, (chunk) => client.taskiqRenew(k.stream, group, name, ...chunk)),
-            catch: (c) => fail("Ack", c)
-          })
+        // Runs `f` once per priority that has deliveries, with their ids.
+        const perPriority = async (deliveries: ReadonlyArray<Delivery>, f: (stream: string, ids: Array<string>) => Promise<unknown>) => {
+          for (const priority of priorities) {
+            const ids: Array<string> = []
+            for (const d of deliveries) if (d.priority === priority) ids.push(d.id)
+            if (ids.length > 0) await chunked(ids, (chunk) => f(streamOf(priority), chunk))
+          }
+        }
+        const forget = (deliveries: ReadonlyArray<Delivery>) => {
+          for (const d of deliveries) held[d.priority].delete(d.id)
+        }
 
+        const renew = Effect.tryPromise({
+          try: async () => {
+            for (const priority of priorities) {
+              if (held[priority].size > 0) {
+                await chunked([...held[priority]], (chunk) => client.taskiqRenew(streamOf(priority), group, name, ...chunk))
+              }
+            }
+          },
+          catch: (c) => fail("Ack", c)
+        })
+
+        // One pass over the priorities' pending entries, continuing each stream's cursor, until something is claimed.
         const reclaim = (max: number) =>
           Effect.tryPromise({
-            try: () => client.taskiqReclaim(k.stream, group, name, leaseMs, cursor, max),
+            try: async () => {
+              let wrapped = 0
+              for (const priority of priorities) {
+                const [next, entries] = await client.taskiqReclaim(streamOf(priority), group, name, leaseMs, cursors[priority], max)
+                cursors[priority] = next
+                if (next === "0-0") wrapped++
+                if (entries.length > 0) return entries.map(([id, fields, count]) => toDelivery(priority, id, fields, Number(count)))
+              }
+              // A full pass is done when every cursor wrapped; then wait a fraction of the lease before the next one.
+              if (wrapped === priorities.length) nextReclaimAt = Date.now() + Math.max(50, Math.floor(leaseMs / 2))
+              return []
+            },
             catch: (c) => c
-          }).pipe(
-            Effect.catchAll((cause) => recreateOnNoGroup(cause, ["0-0", []] as const)),
-            Effect.map(([next, entries]) => {
-              cursor = next
-              // A full pass is done when the cursor wraps; then wait a fraction of the lease before the next one.
-              if (next === "0-0") nextReclaimAt = Date.now() + Math.max(50, Math.floor(leaseMs / 2))
-              return entries.map(([id, fields, count]) => toDelivery(id, fields, Number(count)))
-            })
-          )
+          }).pipe(Effect.catchAll((cause) => recreateOnNoGroup(cause, [] as Array<Delivery>)))
 
+        const priorityAt = (index: number): Priority => priorities[index - 1] ?? "normal"
+
+        // New entries, higher priorities first (read.lua); when there are none, a blocking read on every stream.
         const readNew = (max: number) =>
           Effect.tryPromise({
-            try: () =>
-              reader.xreadgroup(
+            try: async (): Promise<Array<Delivery>> => {
+              const now = await client.taskiqRead(k.streams.high, k.streams.normal, k.streams.low, group, name, max, turn++)
+              const out: Array<Delivery> = []
+              for (const [index, entries] of now) {
+                for (const [id, fields] of entries) out.push(toDelivery(priorityAt(index), id, fields, 1))
+              }
+              if (out.length > 0) return out
+              const reply = await reader.xreadgroup(
                 "GROUP",
                 group,
                 name,
@@ -241,13 +319,35 @@ export const make = (options: RedisBrokerOptions = {}) =>
                 "BLOCK",
                 blockMs,
                 "STREAMS",
-                k.stream,
+                k.streams.high,
+                k.streams.normal,
+                k.streams.low,
+                ">",
+                ">",
                 ">"
-              ) as Promise<Array<[string, Array<[string, Array<string>]>]> | null>,
+              ) as Array<[string, Array<[string, Array<string>]>]> | null
+              for (const [stream, entries] of reply ?? []) {
+                const priority = stream === k.streams.high ? "high" : stream === k.streams.low ? "low" : "normal"
+                for (const [id, fields] of entries) out.push(toDelivery(priority, id, fields, 1))
+              }
+              return out
+            },
             catch: (c) => c
           }).pipe(
-            Effect.catchAll((cause) => recreateOnNoGroup(cause, null)),
-            Effect.map((reply) => reply === null || reply[0] === undefined ? [] : reply[0][1].map(([id, fields]) => toDelivery(id, fields, 1)))
+            Effect.catchAll((cause) => recreateOnNoGroup(cause, [] as Array<Delivery>)),
+            // A blocking read over several streams may return up to `max` from each: hand the surplus back.
+            Effect.flatMap((out) => {
+              if (out.length <= max) return Effect.succeed(out)
+              out.sort((a, b) => priorities.indexOf(a.priority) - priorities.indexOf(b.priority))
+              const surplus = out.slice(max)
+              return Effect.as(
+                Effect.tryPromise({
+                  try: () => perPriority(surplus, (stream, ids) => client.taskiqRelease(stream, group, name, ...ids)),
+                  catch: (c) => fail("Read", c)
+                }),
+                out.slice(0, max)
+              )
+            })
           )
 
         // The stream (and its group) was deleted under us: recreate it and carry on with nothing read.
@@ -263,37 +363,34 @@ export const make = (options: RedisBrokerOptions = {}) =>
               : readNew(max)
           ).pipe(
             Effect.tap((deliveries) => {
-              for (const d of deliveries) held.add(d.id)
+              for (const d of deliveries) held[d.priority].add(d.id)
             })
           )
 
         const ackMany = (deliveries: ReadonlyArray<Delivery>) =>
           deliveries.length === 0 ? Effect.void : Effect.tryPromise({
-            try: () => chunked(deliveries.map((d) => d.id), (ids) => client.taskiqAck(k.stream, group, ...ids)),
+            try: () => perPriority(deliveries, (stream, ids) => client.taskiqAck(stream, group, ...ids)),
             catch: (c) => fail("Ack", c)
-          }).pipe(Effect.tap(() => {
-            for (const d of deliveries) held.delete(d.id)
-          }))
+          }).pipe(Effect.tap(() => forget(deliveries)))
         const ack = (delivery: Delivery) => ackMany([delivery])
 
-        const releaseIds = (ids: ReadonlyArray<string>) =>
-          chunked(ids, (chunk) => client.taskiqRelease(k.stream, group, name, ...chunk))
         const release = (deliveries: ReadonlyArray<Delivery>) =>
           deliveries.length === 0
             ? Effect.void
-            : Effect.tryPromise({ try: () => releaseIds(deliveries.map((d) => d.id)), catch: (c) => fail("Ack", c) }).pipe(
+            : Effect.tryPromise({
+              try: () => perPriority(deliveries, (stream, ids) => client.taskiqRelease(stream, group, name, ...ids)),
+              catch: (c) => fail("Ack", c)
+            }).pipe(
               // Even when the hand-back fails (Redis away), stop renewing them: their lease then runs out
               // and any worker reclaims them, instead of this one holding them for ever.
-              Effect.ensuring(Effect.sync(() => {
-                for (const d of deliveries) held.delete(d.id)
-              }))
+              Effect.ensuring(Effect.sync(() => forget(deliveries)))
             )
 
         const deadLetter = (delivery: Delivery, reason: string) =>
           Effect.tryPromise({
             try: () =>
               client.taskiqDeadLetter(
-                k.stream,
+                streamOf(delivery.priority),
                 k.deadLetters,
                 group,
                 delivery.id,
@@ -301,15 +398,16 @@ export const make = (options: RedisBrokerOptions = {}) =>
                 reason,
                 Either.isRight(delivery.message) ? delivery.message.right.taskId : delivery.message.left.taskId ?? "",
                 delivery.deliveryCount,
-                maxDeadLetters
+                maxDeadLetters,
+                delivery.priority
               ),
             catch: (c) => fail("Ack", c)
-          }).pipe(Effect.tap(() => held.delete(delivery.id)), Effect.asVoid)
+          }).pipe(Effect.tap(() => forget([delivery])), Effect.asVoid)
 
         yield* moveDelayed(consumerOptions.delayedPollMs ?? 1_000).pipe(Effect.interruptible, Effect.forkScoped)
 
         // Renew the lease of everything this consumer holds, so a long task is never reclaimed while it runs.
-        yield* Effect.suspend(() => held.size === 0 ? Effect.void : renew([...held])).pipe(
+        yield* renew.pipe(
           Effect.catchAll((e) => Effect.logWarning("lease renewal failed; retrying", e)),
           Effect.repeat(Schedule.spaced(Math.max(10, Math.floor(leaseMs / 3)))),
           Effect.interruptible,
@@ -321,9 +419,12 @@ export const make = (options: RedisBrokerOptions = {}) =>
           Effect.tryPromise(async () => {
             // Cut a blocking read first: whatever it delivered is then in the pending list and handed back below.
             reader.disconnect()
-            const pending = await client.xpending(k.stream, group, "-", "+", 10_000, name) as Array<[string, ...Array<unknown>]>
-            await releaseIds(pending.map((p) => p[0]))
-            await client.xgroup("DELCONSUMER", k.stream, group, name)
+            for (const priority of priorities) {
+              const stream = streamOf(priority)
+              const pending = await client.xpending(stream, group, "-", "+", 10_000, name) as Array<[string, ...Array<unknown>]>
+              await chunked(pending.map((p) => p[0]), (ids) => client.taskiqRelease(stream, group, name, ...ids))
+              await client.xgroup("DELCONSUMER", stream, group, name)
+            }
           }).pipe(Effect.timeout("2 seconds"), Effect.ignore)
         )
 
@@ -343,7 +444,8 @@ export const make = (options: RedisBrokerOptions = {}) =>
               data: fieldValue(fields, "data") ?? "",
               reason: fieldValue(fields, "reason") ?? "",
               taskId: taskId === "" ? undefined : taskId,
-              deliveries: Number(fieldValue(fields, "deliveries") ?? 0)
+              deliveries: Number(fieldValue(fields, "deliveries") ?? 0),
+              priority: priorityOf({ priority: fieldValue(fields, "priority") })
             }
           })
         )
@@ -381,8 +483,8 @@ export const make = (options: RedisBrokerOptions = {}) =>
       forSelection(
         "Publish",
         selection,
-        (ids) => client.taskiqRequeueDead(k.deadLetters, k.stream, ids.length, ...ids),
-        (max) => client.taskiqRequeueDead(k.deadLetters, k.stream, max)
+        (ids) => client.taskiqRequeueDead(k.deadLetters, k.streams.normal, k.streams.high, k.streams.low, ids.length, ...ids),
+        (max) => client.taskiqRequeueDead(k.deadLetters, k.streams.normal, k.streams.high, k.streams.low, max)
       )
 
     // XDEL by id (never DEL of the key: a key that is not the dead-letter stream is left alone).
@@ -399,14 +501,24 @@ export const make = (options: RedisBrokerOptions = {}) =>
 
     return Broker.of({
       queueName,
-      publish: (message, publishOptions) => Effect.suspend(() => publishRaw(TaskMessage.encodeJson(message), publishOptions)),
+      publish: (message, publishOptions) =>
+        Effect.suspend(() =>
+          publishTo(publishOptions?.priority ?? priorityOf(message.labels), TaskMessage.encodeJson(message), publishOptions)
+        ),
       publishRaw,
+      releaseIdempotencyKeys,
       delayedSize: Effect.tryPromise({ try: () => client.zcard(k.delayed), catch: (c) => fail("Read", c) }),
       consumer,
       deadLetters,
       requeueDeadLetters,
       purgeDeadLetters,
-      size: Effect.tryPromise({ try: () => client.xlen(k.stream), catch: (c) => fail("Read", c) })
+      size: Effect.tryPromise({
+        try: async () => {
+          const [high, normal, low] = await Promise.all(priorities.map((p) => client.xlen(streamOf(p))))
+          return high! + normal! + low!
+        },
+        catch: (c) => fail("Read", c)
+      })
     })
   })
 

@@ -2,9 +2,10 @@
 -- so a message is never in both places nor in neither.
 -- KEYS[1] stream; KEYS[2] dead-letter stream
 -- ARGV[1] consumer group; ARGV[2] entry id; ARGV[3] data; ARGV[4] reason; ARGV[5] task id ('' if unknown);
--- ARGV[6] delivery count; ARGV[7] max dead letters kept (approximate trim)
+-- ARGV[6] delivery count; ARGV[7] max dead letters kept (approximate trim); ARGV[8] priority
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*',
-  'data', ARGV[3], 'reason', ARGV[4], 'task_id', ARGV[5], 'deliveries', ARGV[6], 'source_id', ARGV[2])
+  'data', ARGV[3], 'reason', ARGV[4], 'task_id', ARGV[5], 'deliveries', ARGV[6], 'source_id', ARGV[2],
+  'priority', ARGV[8])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 return 1

@@ -1,13 +1,21 @@
--- Moves the delayed messages that are due into the stream, atomically: with several workers running
--- this, each message is moved exactly once.
--- KEYS[1] delayed sorted set; KEYS[2] stream
+-- Moves the delayed messages that are due into their priority's stream, atomically: with several workers
+-- running this, each message is moved exactly once. A member is the message data, prefixed with
+-- 'high\n' or 'low\n' for those priorities (data itself starts with '{').
+-- KEYS[1] delayed sorted set; KEYS[2] high stream; KEYS[3] normal stream; KEYS[4] low stream
 -- ARGV[1] most to move at once
 -- Returns { moved, ms until the next one is due (-1 when none is waiting) }
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 for _, member in ipairs(due) do
-  redis.call('XADD', KEYS[2], '*', 'data', member)
+  local stream, data = KEYS[3], member
+  local p = string.match(member, '^(%l+)\n')
+  if p == 'high' then
+    stream, data = KEYS[2], string.sub(member, 6)
+  elseif p == 'low' then
+    stream, data = KEYS[4], string.sub(member, 5)
+  end
+  redis.call('XADD', stream, '*', 'data', data)
   redis.call('ZREM', KEYS[1], member)
 end
 local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')

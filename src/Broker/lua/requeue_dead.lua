@@ -1,18 +1,21 @@
--- Moves dead letters back into the queue: each one's original data is added to the stream as a new entry
--- (with no 'deliveries' field, so its delivery count starts over) and the dead letter is deleted, atomically,
--- so a message is never in both places nor in neither. A dead letter without a 'data' field is left alone.
--- KEYS[1] dead-letter stream; KEYS[2] stream
+-- Moves dead letters back into the queue: each one's original data is added to its priority's stream as a
+-- new entry (with no 'deliveries' field, so its delivery count starts over) and the dead letter is deleted,
+-- atomically, so a message is never in both places nor in neither. A dead letter without a 'data' field is
+-- left alone.
+-- KEYS[1] dead-letter stream; KEYS[2] normal stream; KEYS[3] high stream; KEYS[4] low stream
 -- ARGV[1] most to move; ARGV[2..n] dead-letter ids (none: the oldest ARGV[1] that have data)
 -- Returns the number of dead letters moved (ids that are not dead letters are skipped).
 local max = tonumber(ARGV[1])
 local moved = 0
 local function requeue(entry)
-  local fields, data = entry[2], nil
+  local fields, data, stream = entry[2], nil, KEYS[2]
   for j = 1, #fields, 2 do
     if fields[j] == 'data' then data = fields[j + 1] end
+    if fields[j] == 'priority' and fields[j + 1] == 'high' then stream = KEYS[3] end
+    if fields[j] == 'priority' and fields[j + 1] == 'low' then stream = KEYS[4] end
   end
   if data == nil then return end
-  redis.call('XADD', KEYS[2], '*', 'data', data)
+  redis.call('XADD', stream, '*', 'data', data)
   redis.call('XDEL', KEYS[1], entry[1])
   moved = moved + 1
 end

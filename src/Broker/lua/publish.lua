@@ -1,0 +1,21 @@
+-- Publishes a message that needs more than a plain XADD, atomically: taking an idempotency key, and/or
+-- scheduling for later (the queue's delayed set, due at Redis's own clock plus the delay, so producers'
+-- clocks do not matter; the movers are woken so a sooner due time is not missed).
+-- KEYS[1] the stream (now) or the delayed set (later); KEYS[2] the idempotency key, if any
+-- ARGV[1] message data; ARGV[2] delay, ms ('' for now); ARGV[3] wake channel;
+-- ARGV[4] the delayed member's priority prefix ('' for normal); ARGV[5] task id taking the key; ARGV[6] its TTL, ms
+-- Returns the id of the task that already holds the key (nothing was published), or false.
+if KEYS[2] then
+  local holder = redis.call('GET', KEYS[2])
+  if holder then return holder end
+  redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[6])
+end
+if ARGV[2] == '' then
+  redis.call('XADD', KEYS[1], '*', 'data', ARGV[1])
+else
+  local t = redis.call('TIME')
+  local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
+  redis.call('ZADD', KEYS[1], due, ARGV[4] .. ARGV[1])
+  redis.call('PUBLISH', ARGV[3], due)
+end
+return false
