@@ -2,7 +2,7 @@
  * The example task module: declared tasks (fixed names, Schemas for a typed failure).
  */
 import { Effect, Schedule, Schema } from "effect"
-import { Task } from "effect-taskiq"
+import { setProgress, Task } from "effect-taskiq"
 
 // A fixed name is the routing key on the wire (taskiq's `@broker.task("my.add")`).
 export const add = Task.make("my.add", (a: number, b: number) => Effect.succeed(a + b))
@@ -38,4 +38,14 @@ export const flakyFetch = Task.make(
   { retry: { maxAttempts: 5, schedule: Schedule.spaced("50 millis") } }
 )
 
-export const tasks = [add, divide, slowEcho, flakyFetch] as const
+/** Reports progress as it goes; callers watch it with `handle.progress` (pushed, not polled). */
+export const resize = Task.make("my.resize", (file: string, steps: number) =>
+  Effect.gen(function*() {
+    for (let step = 1; step <= steps; step++) {
+      yield* setProgress("RESIZING", { file, step, of: steps })
+      yield* Effect.sleep("100 millis")
+    }
+    return `${file} resized`
+  }))
+
+export const tasks = [add, divide, slowEcho, flakyFetch, resize] as const
