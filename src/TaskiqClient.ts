@@ -12,6 +12,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import * as Schema from "effect/Schema"
 import { Broker } from "./Broker.js"
 import type { LayerOptions, Services } from "./Main.js"
@@ -20,6 +21,7 @@ import { ResultBackend } from "./ResultBackend.js"
 import * as SyncPublisher from "./SyncPublisher.js"
 import type * as Task from "./Task.js"
 import * as TaskHandle from "./TaskHandle.js"
+import type * as TaskProgress from "./TaskProgress.js"
 import { TaskRegistry } from "./TaskRegistry.js"
 import type * as TaskResult from "./TaskResult.js"
 import * as settings from "./internal/settings.js"
@@ -45,8 +47,19 @@ export interface ClientTaskHandle<A = unknown> {
    * had: `ResultTimeout` (names the task id and queue), `BackendError`, `ResultDecodeError`.
    */
   readonly waitResult: (timeoutSeconds?: number) => Promise<TaskResult.TaskResult<A | null>>
-  /** Waits for the value; rejects with the task's own typed error (if it declared a failure Schema), else `TaskFailed`. */
+  /**
+   * Waits for the value; rejects with the task's own typed error (if it declared a failure Schema), else
+   * `TaskFailed` (or `TaskCancelled`).
+   */
   readonly result: (timeoutSeconds?: number) => Promise<A>
+  /** Cancels the task (queued: never starts; running: interrupted); `false` if it had already finished. */
+  readonly cancel: (reason?: string) => Promise<boolean>
+  /** The task's progress as its handler reports it, pushed: `for await (const p of handle.progress())`; ends with the task. */
+  readonly progress: () => AsyncIterable<TaskProgress.TaskProgress>
+  /** The task's last reported progress, or `null`. */
+  readonly getProgress: () => Promise<TaskProgress.TaskProgress | null>
+  /** `true` when the submission was deduplicated: this is the task that already held the idempotency key. */
+  readonly deduplicated: boolean
 }
 
 /** Options of `new TaskiqClient(options)`. */
@@ -333,7 +346,16 @@ export class TaskiqClient {
       taskName: handle.taskName,
       queueName: handle.queueName,
       waitResult: (seconds) => this.run(Effect.flatMap(timeout(seconds), (t) => handle.waitResult({ timeout: t }))),
-      result: (seconds) => this.run(Effect.flatMap(timeout(seconds), (t) => handle.result({ timeout: t })))
+      result: (seconds) => this.run(Effect.flatMap(timeout(seconds), (t) => handle.result({ timeout: t }))),
+      cancel: (reason) => this.run(handle.cancel(reason)),
+      progress: () => {
+        const iterable = this.run(Stream.toAsyncIterableEffect(handle.progress))
+        return (async function*() {
+          yield* await iterable
+        })()
+      },
+      getProgress: () => this.run(handle.getProgress).then(Option.getOrNull),
+      deduplicated: handle.deduplicated
     }
   }
 }

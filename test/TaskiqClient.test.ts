@@ -47,7 +47,7 @@ beforeAll(() => {
   raw = new Redis(redisUrl)
   // A real worker (kc.exec over the fixture app, and its declared task) on the suite's queue.
   worker = Worker.run({ blockMs: 100, maxAsyncTasks: 8 }).pipe(
-    Effect.provide(Executor.layerRegistry()),
+    Effect.provide(Executor.layerRegistry([app.steps])),
     Effect.provide(Layer.merge(
       Taskiq.layerRedis({ url: redisUrl, queueName, resultPrefix }),
       TaskRegistry.layer({ appDir, modules: ["tasks.ts"] })
@@ -64,6 +64,35 @@ afterAll(async () => {
   await Effect.runPromise(Fiber.interrupt(worker))
   await Effect.runPromise(deleteKeys(root))
   raw.disconnect()
+})
+
+describe("TaskiqClient task control", () => {
+  it("progress as an async iterable, cancel() as a Promise, deduplicated submissions", async () => {
+    const tc = client()
+    await tc.startup()
+    const job = await tc.scheduleAsync(app.steps, 4)
+    const seen: Array<unknown> = []
+    for await (const p of job.progress()) seen.push(p.meta)
+    assert.strictEqual(seen[seen.length - 1], 4)
+    assert.strictEqual(await job.result(5), 4)
+    assert.deepStrictEqual(await job.getProgress(), { state: "STEP", meta: 4 })
+
+    const slow = await tc.scheduleAsync(app.sleepy, 30_000)
+    assert.isTrue(await slow.cancel("changed my mind"))
+    const error = await rejection(slow.result(5))
+    assert.strictEqual(error._tag, "TaskCancelled")
+    assert.strictEqual(error.reason, "changed my mind")
+    assert.isFalse(await job.cancel(), "a finished task is not cancelled")
+
+    const key = `client-${Date.now()}`
+    const [a, b] = await Promise.all([
+      tc.scheduleWith(app.sleepy, { idempotencyKey: key }, 50),
+      tc.scheduleWith(app.sleepy, { idempotencyKey: key }, 50)
+    ])
+    assert.strictEqual(a!.taskId, b!.taskId)
+    assert.deepStrictEqual([a!.deduplicated, b!.deduplicated].sort(), [false, true])
+    assert.strictEqual(await b!.result(5), "woke up")
+  })
 })
 
 describe("TaskiqClient lifecycle", () => {
