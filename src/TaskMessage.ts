@@ -65,7 +65,7 @@ const parseLabel = (value: unknown, code: number | undefined): LabelValue => {
 
 /** Why a message could not be decoded; `taskId` is set when the id itself was readable. */
 export class MessageDecodeError extends Schema.TaggedError<MessageDecodeError>()("MessageDecodeError", {
-  reason: Schema.Literal("InvalidJson", "InvalidShape"),
+  reason: Schema.Literal("InvalidJson", "InvalidShape", "Unsigned", "BadSignature", "TooLarge"),
   detail: Schema.String,
   taskId: Schema.optional(Schema.String)
 }) {

@@ -4,6 +4,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import { Broker, type Delivery } from "../src/Broker.js"
 import * as MemoryBroker from "../src/Broker/Memory.js"
@@ -38,7 +39,10 @@ const redisLayer = (root: string, options: RedisBroker.RedisBrokerOptions = {}) 
   )
 
 /** The Redis broker for the rest of the test's scope. */
-const brokerIn = (root: string) => Effect.map(Layer.build(redisLayer(root)), (ctx) => Context.get(ctx, Broker))
+const brokerIn = (root: string, options: RedisBroker.RedisBrokerOptions = {}) =>
+  Effect.map(Layer.build(redisLayer(root, options)), (ctx) => Context.get(ctx, Broker))
+
+const errorOf = (d: Delivery) => Either.isLeft(d.message) ? d.message.left : undefined
 
 const contract = (label: string, makeLayer: (root: string, options?: { maxMessageBytes?: number }) => Layer.Layer<Broker>) =>
   describe(`Broker contract: ${label}`, () => {
@@ -319,6 +323,71 @@ const contract = (label: string, makeLayer: (root: string, options?: { maxMessag
 
 contract("memory", (root, options) => MemoryBroker.layer({ queueName: root, ...options }))
 contract("redis", (root, options) => redisLayer(root, options))
+
+describe("Redis broker: signed messages", () => {
+  it.live("with signing keys, signed messages (now, delayed, of any priority) are delivered; unsigned and forged ones are refused", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const root = uniqueName("signed")
+      const { queueName } = names(root)
+      const raw = yield* rawClient()
+      const broker = yield* brokerIn(root, { signingKeys: [Redacted.make("k-current")] })
+      yield* broker.publish(message("now"))
+      yield* broker.publish(message("later"), { delayMs: 20, priority: "high" })
+      yield* broker.publish(message("keyed"), { idempotency: { key: "x", taskId: "t-x", ttlMs: 10_000 } })
+      const [entry] = yield* Effect.promise(() => raw.xrange(queueName, "-", "+"))
+      assert.match(entry![1][3]!, /^[0-9a-f]{64}$/, "the sig field beside data")
+      yield* Effect.promise(() => raw.xadd(queueName, "*", "data", TaskMessage.encodeJson(message("unsigned"))))
+      yield* Effect.promise(() => raw.xadd(queueName, "*", "data", TaskMessage.encodeJson(message("forged")), "sig", "ab".repeat(32)))
+      const consumer = yield* broker.consumer({ blockMs: 50 })
+      yield* Effect.sleep("100 millis")
+      const got = yield* readN(consumer, 5, 40)
+      const ok = got.filter((d) => Either.isRight(d.message)).map(argOf).sort()
+      assert.deepStrictEqual(ok, ["keyed", "later", "now"])
+      const refused = got.filter((d) => Either.isLeft(d.message)).map((d) => errorOf(d)!)
+      assert.deepStrictEqual(refused.map((e) => e.reason).sort(), ["BadSignature", "Unsigned"])
+      assert.isTrue(refused.every((e) => e.taskId === undefined), "an unverified message's task id is not trusted")
+    })))
+
+  it.scoped("key rotation: a consumer accepting old and new keys takes both; one with only the old key refuses the new", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("rotate")
+      const oldProducer = yield* brokerIn(root, { signingKeys: ["k-old"] })
+      const newProducer = yield* brokerIn(root, { signingKeys: ["k-new", "k-old"] })
+      yield* oldProducer.publish(message("old"))
+      yield* newProducer.publish(message("new"))
+      const rotated = yield* (yield* brokerIn(root, { signingKeys: ["k-new", "k-old"] })).consumer({ blockMs: 50 })
+      const both = yield* readN(rotated, 2)
+      assert.deepStrictEqual(both.map(argOf), ["old", "new"])
+      yield* rotated.ackMany(both)
+      yield* newProducer.publish(message("new2"))
+      const stale = yield* (yield* brokerIn(root, { signingKeys: ["k-old"] })).consumer({ blockMs: 50 })
+      const [d] = yield* readN(stale, 1)
+      assert.strictEqual(errorOf(d!)?.reason, "BadSignature")
+    }))
+
+  it.scoped("a dead-lettered signed message keeps its signature, so a requeued one is accepted", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("signed-dlq")
+      const broker = yield* brokerIn(root, { signingKeys: ["k"] })
+      yield* broker.publish(message("again"))
+      const consumer = yield* broker.consumer({ blockMs: 50 })
+      const [d] = yield* readN(consumer, 1)
+      yield* consumer.deadLetter(d!, "testing")
+      assert.strictEqual(yield* broker.requeueDeadLetters(), 1)
+      const [again] = yield* readN(consumer, 1)
+      assert.strictEqual(argOf(again!), "again")
+    }))
+
+  it.scoped("an entry over maxMessageBytes written by another producer is refused as TooLarge", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("too-large")
+      const raw = yield* rawClient()
+      const broker = yield* brokerIn(root, { maxMessageBytes: 1_000 })
+      yield* Effect.promise(() => raw.xadd(names(root).queueName, "*", "data", TaskMessage.encodeJson(message("x".repeat(2_000)))))
+      const [d] = yield* readN(yield* broker.consumer({ blockMs: 50 }), 1)
+      assert.strictEqual(errorOf(d!)?.reason, "TooLarge")
+    }))
+})
 
 describe("Redis broker", () => {
   it.scoped("runs a task published before any consumer group existed (group created at id 0)", () =>

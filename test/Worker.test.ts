@@ -10,16 +10,19 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type { Redis } from "ioredis"
 import { Broker } from "../src/Broker.js"
+import * as RedisBroker from "../src/Broker/Redis.js"
 import * as Executor from "../src/Executor.js"
+import * as RedisConnection from "../src/RedisConnection.js"
 import { scheduleWith } from "../src/Producer.js"
 import { BackendError, ResultBackend } from "../src/ResultBackend.js"
+import * as RedisBackend from "../src/ResultBackend/Redis.js"
 import * as Task from "../src/Task.js"
 import type { TaskHandle } from "../src/TaskHandle.js"
 import * as TaskMessage from "../src/TaskMessage.js"
 import * as Worker from "../src/Worker.js"
 import * as Taskiq from "../src/Taskiq.js"
 import * as tasks from "./fixtures/tasks.js"
-import { layerRedis, names, rawClient, redisUrl, uniqueName } from "./utils/redis.js"
+import { cleanupKeys, layerRedis, names, rawClient, redisUrl, uniqueName } from "./utils/redis.js"
 import { privateRedis } from "./utils/redisServer.js"
 import { eventually } from "./utils/wait.js"
 
@@ -567,5 +570,38 @@ describe("Worker: priorities and deduplication", () => {
       const bad = yield* inCtx(ctx, scheduleWith(tasks.add, { idempotencyKey: "" }, 1, 1)).pipe(Effect.flip)
       assert.strictEqual(bad._tag, "InvalidTask")
       assert.strictEqual((bad as Task.InvalidTask).reason, "InvalidOptions")
+    }))
+})
+
+describe("Worker: signed messages", () => {
+  it.scopedLive("a worker with a signing key runs signed tasks and dead-letters unsigned or forged ones unrun", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-signed")
+      const { queueName, resultPrefix } = names(root)
+      const signed = (keys: ReadonlyArray<string>) =>
+        Layer.mergeAll(RedisBroker.layer({ queueName, signingKeys: keys }), RedisBackend.layer({ prefix: resultPrefix })).pipe(
+          Layer.provide(RedisConnection.layer({ url: redisUrl })),
+          Layer.orDie
+        )
+      yield* cleanupKeys(root)
+      const ctx = yield* Layer.build(signed(["secret"]))
+      const raw = yield* rawClient()
+      yield* startWorker(ctx)
+      const forged = (yield* Layer.build(signed(["not-the-secret"])))
+      yield* inCtx(forged, tasks.countAndSleep.kiq(`${root}:forged`, 0))
+      const unsigned: TaskMessage.TaskMessage = {
+        taskId: TaskMessage.makeTaskId(),
+        taskName: "t.count",
+        labels: {},
+        args: [`${root}:unsigned`, 0],
+        kwargs: {}
+      }
+      yield* Effect.promise(() => raw.xadd(queueName, "*", "data", TaskMessage.encodeJson(unsigned)))
+      assert.strictEqual(yield* inCtx(ctx, Effect.flatMap(tasks.add.kiq(2, 3), (h) => h.result({ timeout: "5 seconds" }))), 5)
+      const dead = yield* eventually(() => Effect.runPromise(inCtx(ctx, Effect.flatMap(Broker, (b) => b.deadLetters()))), (d) => d.length === 2, 5_000)
+      assert.deepStrictEqual(dead.map((d) => /\((\w+)\)/.exec(d.reason)?.[1]).sort(), ["BadSignature", "Unsigned"])
+      assert.isNull(yield* Effect.promise(() => raw.get(`${root}:forged`)), "the forged task never ran")
+      assert.isNull(yield* Effect.promise(() => raw.get(`${root}:unsigned`)), "the unsigned task never ran")
+      assert.isTrue(Option.isNone(yield* inCtx(ctx, Effect.flatMap(ResultBackend, (b) => b.get(unsigned.taskId)))), "no result under a claimed id")
     }))
 })

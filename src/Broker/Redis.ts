@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
+import type * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import type { Redis } from "ioredis"
 import {
@@ -25,6 +26,7 @@ import {
   priorityOf,
   type PublishOptions
 } from "../Broker.js"
+import * as Signing from "../internal/signing.js"
 import * as RedisConnection from "../RedisConnection.js"
 import * as TaskMessage from "../TaskMessage.js"
 
@@ -36,8 +38,13 @@ export interface RedisBrokerOptions {
   readonly group?: string | undefined
   /** Dead letters kept, approximately (default 10,000). */
   readonly maxDeadLetters?: number | undefined
-  /** Largest message accepted at publish, bytes (default 1 MiB). */
+  /** Largest message accepted at publish, bytes (default 1 MiB); a larger one read from the queue is dead-lettered. */
   readonly maxMessageBytes?: number | undefined
+  /**
+   * HMAC-SHA256 keys: when given, every published message is signed with the first, and a message read without
+   * a valid signature by one of them is dead-lettered unrun (`TASKIQ_SIGNING_KEY`; the others allow rotation).
+   */
+  readonly signingKeys?: ReadonlyArray<Redacted.Redacted<string> | string> | undefined
 }
 
 /** The default queue name. */
@@ -137,18 +144,37 @@ const selectedIds = (selection: DeadLetterSelection): Array<string> => {
 /** Lua's unpack() has a stack limit, and one script should not run for long: work goes in batches. */
 const batchSize = 1000
 
+const undecodable = (reason: TaskMessage.MessageDecodeError["reason"], detail: string) =>
+  Either.left(new TaskMessage.MessageDecodeError({ reason, detail }))
+
+// Turns a stream entry into a delivery: refuses (as undecodable, so it is dead-lettered unrun) an entry without
+// data, larger than allowed, or without a valid signature when messages must be signed.
 // `deliveries` counts the deliveries of earlier incarnations of an entry that was handed back (release.lua).
-const toDelivery = (priority: Priority, id: string, fields: ReadonlyArray<string> | null, deliveryCount: number): Delivery => {
+const deliveryDecoder = (maxMessageBytes: number, signer: Signing.Signer | undefined) =>
+(priority: Priority, id: string, fields: ReadonlyArray<string> | null, deliveryCount: number): Delivery => {
   const data = fieldValue(fields, "data")
   const previous = fieldValue(fields, "deliveries")
+  let message: Delivery["message"]
+  if (data === undefined) {
+    message = undecodable("InvalidShape", "the stream entry has no 'data' field")
+  } else if (data.length * 3 > maxMessageBytes && Buffer.byteLength(data) > maxMessageBytes) {
+    message = undecodable("TooLarge", `${Buffer.byteLength(data)} bytes is over maxMessageBytes (${maxMessageBytes})`)
+  } else if (signer !== undefined) {
+    const sig = fieldValue(fields, "sig")
+    message = sig === undefined
+      ? undecodable("Unsigned", "the message is not signed, and this worker runs only signed messages")
+      : !signer.verify(data, sig)
+      ? undecodable("BadSignature", "the message's signature does not match any accepted signing key")
+      : TaskMessage.decodeJson(data)
+  } else {
+    message = TaskMessage.decodeJson(data)
+  }
   return {
     id,
     priority,
     deliveryCount: previous === undefined ? deliveryCount : deliveryCount + (Number(previous) || 0),
     data,
-    message: data === undefined
-      ? Either.left(new TaskMessage.MessageDecodeError({ reason: "InvalidShape", detail: "the stream entry has no 'data' field" }))
-      : TaskMessage.decodeJson(data)
+    message
   }
 }
 
@@ -162,6 +188,8 @@ export const make = (options: RedisBrokerOptions = {}) =>
     const k = keys(queueName)
     const maxDeadLetters = options.maxDeadLetters ?? 10_000
     const maxMessageBytes = options.maxMessageBytes ?? 1024 * 1024
+    const signer = Signing.make(options.signingKeys ?? [])
+    const toDelivery = deliveryDecoder(maxMessageBytes, signer)
     const fail = (reason: BrokerError["reason"], cause: unknown) =>
       new BrokerError({ reason, detail: errorText(cause), url: conn.url, queue: queueName, cause })
 
@@ -194,13 +222,16 @@ export const make = (options: RedisBrokerOptions = {}) =>
               ? Math.ceil(publishOptions.delayMs)
               : undefined
             const idem = publishOptions?.idempotency
+            const sig = signer?.sign(data)
             if (delayMs === undefined && idem === undefined) {
-              await client.xadd(streamOf(priority), "*", "data", data)
+              await (sig === undefined
+                ? client.xadd(streamOf(priority), "*", "data", data)
+                : client.xadd(streamOf(priority), "*", "data", data, "sig", sig))
               return undefined
             }
             const target = delayMs === undefined ? streamOf(priority) : k.delayed
             const prefix = priority === "normal" ? "" : `${priority}\n`
-            const args = [data, delayMs ?? "", k.wakeChannel, prefix, idem?.taskId ?? "", idem?.ttlMs ?? 0]
+            const args = [data, delayMs ?? "", k.wakeChannel, prefix, idem?.taskId ?? "", idem?.ttlMs ?? 0, sig ?? ""]
             const holder = idem === undefined
               ? await client.taskiqPublish(1, target, ...args)
               : await client.taskiqPublish(2, target, k.idempotency(idem.key), ...args)

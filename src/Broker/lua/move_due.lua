@@ -1,6 +1,6 @@
 -- Moves the delayed messages that are due into their priority's stream, atomically: with several workers
 -- running this, each message is moved exactly once. A member is the message data, prefixed with
--- 'high\n' or 'low\n' for those priorities (data itself starts with '{').
+-- 'high\n' or 'low\n' for those priorities, then 's=<hex>\n' when signed (data itself starts with '{').
 -- KEYS[1] delayed sorted set; KEYS[2] high stream; KEYS[3] normal stream; KEYS[4] low stream
 -- ARGV[1] most to move at once
 -- Returns { moved, ms until the next one is due (-1 when none is waiting) }
@@ -15,7 +15,12 @@ for _, member in ipairs(due) do
   elseif p == 'low' then
     stream, data = KEYS[4], string.sub(member, 5)
   end
-  redis.call('XADD', stream, '*', 'data', data)
+  local sig = string.match(data, '^s=(%x+)\n')
+  if sig then
+    redis.call('XADD', stream, '*', 'data', string.sub(data, #sig + 4), 'sig', sig)
+  else
+    redis.call('XADD', stream, '*', 'data', data)
+  end
   redis.call('ZREM', KEYS[1], member)
 end
 local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')

@@ -8,14 +8,19 @@
 local max = tonumber(ARGV[1])
 local moved = 0
 local function requeue(entry)
-  local fields, data, stream = entry[2], nil, KEYS[2]
+  local fields, data, stream, sig = entry[2], nil, KEYS[2], ''
   for j = 1, #fields, 2 do
     if fields[j] == 'data' then data = fields[j + 1] end
+    if fields[j] == 'sig' then sig = fields[j + 1] end
     if fields[j] == 'priority' and fields[j + 1] == 'high' then stream = KEYS[3] end
     if fields[j] == 'priority' and fields[j + 1] == 'low' then stream = KEYS[4] end
   end
   if data == nil then return end
-  redis.call('XADD', stream, '*', 'data', data)
+  if sig == '' then
+    redis.call('XADD', stream, '*', 'data', data)
+  else
+    redis.call('XADD', stream, '*', 'data', data, 'sig', sig)
+  end
   redis.call('XDEL', KEYS[1], entry[1])
   moved = moved + 1
 end
