@@ -16,7 +16,7 @@ import * as TaskResultCodec from "./TaskResult.js"
 
 /** Why a result backend operation failed. `url` is always redacted. */
 export class BackendError extends Schema.TaggedError<BackendError>()("BackendError", {
-  reason: Schema.Literal("Connect", "Set", "Get", "Wait", "Config", "Encode"),
+  reason: Schema.Literal("Connect", "Set", "Get", "Wait", "Config", "Encode", "TooLarge"),
   detail: Schema.String,
   taskId: Schema.optional(Schema.String),
   url: Schema.optional(Schema.String),
@@ -67,10 +67,34 @@ export class ResultBackend extends Context.Tag("effect-taskiq/ResultBackend")<Re
 /** How long a cancellation is remembered when the results' TTL is shorter: a queued task may wait that long. */
 export const minCancelTtlMs = 24 * 3_600_000
 
-/** Encodes a result for storage; a value JSON cannot carry (a BigInt, a cycle) is an `Encode` error. */
-export const encodeResult = (taskId: string, result: TaskResult): Either.Either<string, BackendError> => {
+/** Whether a failure to store is about the value itself (it will never be stored as it is), not the backend. */
+export const isPermanent = (e: BackendError): boolean => e.reason === "Encode" || e.reason === "TooLarge"
+
+/** The largest result stored by default: 16 MiB of JSON. */
+export const defaultMaxResultBytes = 16 * 1024 * 1024
+
+/**
+ * Encodes a result for storage; a value JSON cannot carry (a BigInt, a cycle) is an `Encode` error, a JSON
+ * over `maxBytes` a `TooLarge` one.
+ */
+export const encodeResult = (
+  taskId: string,
+  result: TaskResult,
+  maxBytes: number = defaultMaxResultBytes
+): Either.Either<string, BackendError> => {
   try {
-    return Either.right(TaskResultCodec.encodeJson(result))
+    const json = TaskResultCodec.encodeJson(result)
+    if (json.length * 3 > maxBytes && Buffer.byteLength(json) > maxBytes) {
+      return Either.left(
+        new BackendError({
+          reason: "TooLarge",
+          taskId,
+          detail: `the result is ${Buffer.byteLength(json)} bytes of JSON, over maxResultBytes (${maxBytes}): ` +
+            "store large outputs elsewhere (a file, an object store) and return a reference"
+        })
+      )
+    }
+    return Either.right(json)
   } catch (cause) {
     return Either.left(
       new BackendError({
@@ -82,8 +106,10 @@ export const encodeResult = (taskId: string, result: TaskResult): Either.Either<
   }
 }
 
-/** A result TTL given in seconds or in milliseconds, never both. */
+/** A result TTL given in seconds or in milliseconds, never both; and the largest result stored. */
 export interface ResultTtlOptions {
+  /** Results whose JSON is larger are not stored; the task's result is a `ResultTooLarge` error instead (default 16 MiB). */
+  readonly maxResultBytes?: number | undefined
   /** Seconds a result is kept (taskiq-redis's `result_ex_time`). */
   readonly resultExTime?: number | undefined
   /** Milliseconds a result is kept (taskiq-redis's `result_px_time`). */

@@ -18,13 +18,20 @@ export interface RedisOptions extends RedisConnection.RedisConnectionOptions, Re
   readonly resultExTime?: number | undefined
   readonly resultPxTime?: number | undefined
   readonly resultPrefix?: string | undefined
+  /** Results whose JSON is larger are stored as a `ResultTooLarge` error instead (default 16 MiB). */
+  readonly maxResultBytes?: number | undefined
 }
 
 /** The Redis broker and result backend sharing one connection. */
 export const layerRedis = (options: RedisOptions = {}): Layer.Layer<Broker | ResultBackend, BrokerError | BackendError> =>
   Layer.merge(
     RedisBroker.layer(options),
-    RedisBackend.layer({ resultExTime: options.resultExTime, resultPxTime: options.resultPxTime, prefix: options.resultPrefix })
+    RedisBackend.layer({
+      resultExTime: options.resultExTime,
+      resultPxTime: options.resultPxTime,
+      prefix: options.resultPrefix,
+      maxResultBytes: options.maxResultBytes
+    })
   ).pipe(Layer.provide(RedisConnection.layer(options)))
 
 /** A `.env` file (default: the current folder's) added under the environment: the environment wins. */
@@ -33,7 +40,8 @@ export const layerDotEnv = (path: string = ".env"): Layer.Layer<never> =>
 
 /**
  * The Redis layers configured from the environment and `.env`: `TASKIQ_REDIS_URL`, `TASKIQ_QUEUE_NAME`,
- * `TASKIQ_RESULT_EX_TIME` / `TASKIQ_RESULT_PX_TIME`, `TASKIQ_RESULT_PREFIX`. `dotEnv: false` skips the file.
+ * `TASKIQ_RESULT_EX_TIME` / `TASKIQ_RESULT_PX_TIME`, `TASKIQ_RESULT_PREFIX`, and for `rediss://` the
+ * `TASKIQ_REDIS_TLS_CA_FILE` / `_CERT_FILE` / `_KEY_FILE` / `_REJECT_UNAUTHORIZED`. `dotEnv: false` skips the file.
  */
 export const layerRedisConfig = (
   options: { readonly dotEnv?: string | false | undefined } = {}

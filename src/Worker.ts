@@ -18,7 +18,7 @@ import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import { type AckPolicy, Broker, type BrokerError, type Consumer, type Delivery, idempotencyLabel } from "./Broker.js"
 import { Executor } from "./Executor.js"
-import { type BackendError, minCancelTtlMs, ResultBackend } from "./ResultBackend.js"
+import { type BackendError, isPermanent, minCancelTtlMs, ResultBackend } from "./ResultBackend.js"
 import * as TaskHandle from "./TaskHandle.js"
 import * as TaskProgress from "./TaskProgress.js"
 import * as TaskResult from "./TaskResult.js"
@@ -53,13 +53,13 @@ const poisonResult = (excType: string, detail: string): TaskResult.TaskResult =>
 // A saved result is what lets a message go; a transient backend failure is retried before giving up.
 const saveRetry = Schedule.exponential("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)))
 
-// Retries `effect` after a failure other than `Encode`; the retry machinery is built only once something failed
+// Retries `effect` after a failure other than a permanent one; the retry machinery is built only once something failed
 // (set up on every save it cost ~10 µs a batch).
 const retryTransient = <A>(effect: Effect.Effect<A, BackendError>): Effect.Effect<A, BackendError> =>
   Effect.catchIf(
     effect,
-    (e) => e.reason !== "Encode",
-    () => Effect.retry(effect, { schedule: saveRetry, while: (e) => e.reason !== "Encode" })
+    (e) => !isPermanent(e),
+    () => Effect.retry(effect, { schedule: saveRetry, while: (e) => !isPermanent(e) })
   )
 
 /** A finished task waiting to be saved and acknowledged with others in one round trip each. */
@@ -98,9 +98,9 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     const save = (taskId: string, result: TaskResult.TaskResult): Effect.Effect<void, BackendError> =>
       retryTransient(backend.set(taskId, result)).pipe(
         Effect.catchTag("BackendError", (e) =>
-          e.reason === "Encode"
-            // The value is not serializable: store that as the task's failure instead.
-            ? save(taskId, poisonResult("ResultNotSerializable", e.detail))
+          isPermanent(e)
+            // The value cannot be stored as it is: store that as the task's failure instead.
+            ? save(taskId, poisonResult(e.reason === "TooLarge" ? "ResultTooLarge" : "ResultNotSerializable", e.detail))
             : Effect.fail(e))
       )
 
@@ -116,7 +116,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     const saveAll = (batch: ReadonlyArray<Completion>): Effect.Effect<void, BackendError> =>
       retryTransient(backend.setMany(batch.map((c) => [c.taskId, c.result] as const))).pipe(
         Effect.catchTag("BackendError", (e) =>
-          e.reason === "Encode"
+          isPermanent(e)
             // One result in the batch cannot be stored as it is: store them one by one.
             ? Effect.forEach(batch, (c) => save(c.taskId, c.result), { discard: true })
             : Effect.fail(e))

@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -323,6 +324,21 @@ const contract = (label: string, makeLayer: (root: string, options?: { maxMessag
 
 contract("memory", (root, options) => MemoryBroker.layer({ queueName: root, ...options }))
 contract("redis", (root, options) => redisLayer(root, options))
+
+describe("Redis broker: signing configuration", () => {
+  const keysFrom = (env: Record<string, string>) =>
+    Effect.withConfigProvider(RedisBroker.signingKeysConfig, ConfigProvider.fromMap(new Map(Object.entries(env))))
+
+  it.effect("TASKIQ_SIGNING_KEY signs; TASKIQ_SIGNING_KEYS_ACCEPTED adds keys; accepted keys alone are an error", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* keysFrom({}), [])
+      const keys = yield* keysFrom({ TASKIQ_SIGNING_KEY: "new", TASKIQ_SIGNING_KEYS_ACCEPTED: "old, older," })
+      assert.deepStrictEqual(keys.map(Redacted.value), ["new", "old", "older"])
+      assert.notInclude(String(keys[0]), "new", "keys print redacted")
+      const error = yield* Effect.flip(keysFrom({ TASKIQ_SIGNING_KEYS_ACCEPTED: "old" }))
+      assert.include(String(error), "without TASKIQ_SIGNING_KEY")
+    }))
+})
 
 describe("Redis broker: signed messages", () => {
   it.live("with signing keys, signed messages (now, delayed, of any priority) are delivered; unsigned and forged ones are refused", () =>

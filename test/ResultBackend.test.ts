@@ -138,6 +138,20 @@ const contract = (label: string, makeLayer: (root: string, options?: ResultTtlOp
         assert.strictEqual(error.reason, "Encode")
       }))
 
+    it.scopedLive("a result over maxResultBytes is a TooLarge error and is not stored; a bad limit is a Config error", () =>
+      Effect.gen(function*() {
+        const rb = yield* backend({ maxResultBytes: 1_000 })
+        const id = TaskMessage.makeTaskId()
+        const error = yield* Effect.flip(rb.set(id, ok("x".repeat(2_000))))
+        assert.strictEqual(error.reason, "TooLarge")
+        assert.include(error.message, "over maxResultBytes (1000)")
+        assert.isTrue(Option.isNone(yield* rb.get(id)))
+        yield* rb.set(id, ok("small"))
+        assert.strictEqual(Option.getOrThrow(yield* rb.get(id)).returnValue, "small")
+        const bad = yield* Effect.flip(backend({ maxResultBytes: 0 }))
+        assert.strictEqual((bad as { reason: string }).reason, "Config")
+      }))
+
     it.scopedLive("a value JSON cannot carry is an Encode error, not a crash", () =>
       Effect.gen(function*() {
         const rb = yield* backend()

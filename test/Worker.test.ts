@@ -265,6 +265,19 @@ describe("Worker", () => {
     }))
 })
 
+describe("Worker: results too large to store", () => {
+  it.scopedLive("a result over maxResultBytes becomes a ResultTooLarge error result; the worker keeps serving", () =>
+    Effect.gen(function*() {
+      const ctx = yield* infraIn(uniqueName("w-too-large"), { maxResultBytes: 10_000 })
+      yield* startWorker(ctx)
+      const result = yield* inCtx(ctx, Effect.flatMap(tasks.big.kiq(50_000), (h) => h.waitResult({ timeout: "5 seconds" })))
+      assert.isTrue(result.isErr)
+      assert.strictEqual(result.error?.excType, "ResultTooLarge")
+      assert.include(result.error?.excMessage[0], "over maxResultBytes (10000)")
+      assert.strictEqual(yield* inCtx(ctx, Effect.flatMap(tasks.big.kiq(100), (h) => h.result({ timeout: "5 seconds" }))), "x".repeat(100))
+    }))
+})
+
 describe("Worker: retries and delays", () => {
   it.scopedLive("a failing task is retried through the delayed queue until it succeeds; the result counts retries", () =>
     Effect.gen(function*() {

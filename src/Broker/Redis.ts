@@ -9,8 +9,10 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as ConfigError from "effect/ConfigError"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
-import type * as Redacted from "effect/Redacted"
+import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import type { Redis } from "ioredis"
 import {
@@ -563,11 +565,38 @@ export const queueNameConfig: Config.Config<string> = Config.string("TASKIQ_QUEU
   Config.withDescription("The Redis stream that carries the tasks.")
 )
 
-/** The broker configured from the environment (`TASKIQ_QUEUE_NAME`). */
+/**
+ * `TASKIQ_SIGNING_KEY` (signs, and is accepted) and `TASKIQ_SIGNING_KEYS_ACCEPTED` (more keys accepted, comma-
+ * separated: the previous key while a rotation rolls out). None set: messages are neither signed nor checked.
+ */
+export const signingKeysConfig: Config.Config<ReadonlyArray<Redacted.Redacted<string>>> = Config.all({
+  current: Config.option(Config.redacted("TASKIQ_SIGNING_KEY")),
+  accepted: Config.option(Config.redacted("TASKIQ_SIGNING_KEYS_ACCEPTED"))
+}).pipe(
+  Config.mapOrFail(({ accepted, current }) => {
+    const more = Option.match(accepted, {
+      onNone: () => [],
+      onSome: (list) => Redacted.value(list).split(",").map((k) => k.trim()).filter((k) => k.length > 0).map(Redacted.make)
+    })
+    if (Option.isNone(current)) {
+      return more.length === 0
+        ? Either.right([])
+        : Either.left(ConfigError.InvalidData(["TASKIQ_SIGNING_KEYS_ACCEPTED"], "is set without TASKIQ_SIGNING_KEY, the key that signs"))
+    }
+    return Redacted.value(current.value).length === 0
+      ? Either.left(ConfigError.InvalidData(["TASKIQ_SIGNING_KEY"], "is empty"))
+      : Either.right([current.value, ...more])
+  })
+)
+
+/** The broker configured from the environment (`TASKIQ_QUEUE_NAME`, `TASKIQ_SIGNING_KEY`, `TASKIQ_SIGNING_KEYS_ACCEPTED`). */
 export const layerConfig: Layer.Layer<Broker, BrokerError, RedisConnection.RedisConnection> = Layer.effect(
   Broker,
   Effect.flatMap(
-    Effect.mapError(queueNameConfig, (e) => new BrokerError({ reason: "Config", detail: String(e) })),
-    (queueName) => make({ queueName })
+    Effect.mapError(
+      Config.all({ queueName: queueNameConfig, signingKeys: signingKeysConfig }),
+      (e) => new BrokerError({ reason: "Config", detail: String(e) })
+    ),
+    make
   )
 )

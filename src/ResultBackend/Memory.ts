@@ -8,6 +8,7 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import {
   BackendError,
+  defaultMaxResultBytes,
   encodeResult,
   minCancelTtlMs,
   resolveTtlMs,
@@ -22,6 +23,10 @@ export const make = (options: ResultTtlOptions = {}) =>
   Effect.gen(function*() {
     const ttl = resolveTtlMs(options)
     if (typeof ttl === "string") return yield* new BackendError({ reason: "Config", detail: ttl })
+    const maxResultBytes = options.maxResultBytes ?? defaultMaxResultBytes
+    if (!(Number.isInteger(maxResultBytes) && maxResultBytes > 0)) {
+      return yield* new BackendError({ reason: "Config", detail: `maxResultBytes must be a positive whole number of bytes, got ${maxResultBytes}` })
+    }
     const store = new Map<string, { json: string; expiresAt: number }>()
     const waiters = new Map<string, Set<() => void>>()
     const cancelled = new Map<string, number>()
@@ -66,7 +71,7 @@ export const make = (options: ResultTtlOptions = {}) =>
     }
     // A cancelled task keeps its TaskCancelled result, as with Redis.
     const set = (taskId: string, result: TaskResult.TaskResult) =>
-      Effect.map(encodeResult(taskId, result), (json) => {
+      Effect.map(encodeResult(taskId, result, maxResultBytes), (json) => {
         if (!isCancelled(taskId)) store_(taskId, json)
       })
 
@@ -100,7 +105,7 @@ export const make = (options: ResultTtlOptions = {}) =>
         progressOf.delete(taskId)
       }),
       cancel: (taskId, result) =>
-        Effect.flatMap(encodeResult(taskId, result), (json) =>
+        Effect.flatMap(encodeResult(taskId, result, maxResultBytes), (json) =>
           Effect.sync(() => {
             if (Option.isSome(read(taskId))) return false
             cancelled.set(taskId, Date.now() + Math.max(ttl, minCancelTtlMs))

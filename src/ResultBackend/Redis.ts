@@ -16,6 +16,7 @@ import type { Redis } from "ioredis"
 import * as RedisConnection from "../RedisConnection.js"
 import {
   BackendError,
+  defaultMaxResultBytes,
   encodeResult,
   minCancelTtlMs,
   resolveTtlMs,
@@ -65,6 +66,10 @@ export const make = (options: RedisResultBackendOptions = {}) =>
     const conn = yield* RedisConnection.RedisConnection
     const ttl = resolveTtlMs(options)
     if (typeof ttl === "string") return yield* new BackendError({ reason: "Config", detail: ttl })
+    const maxResultBytes = options.maxResultBytes ?? defaultMaxResultBytes
+    if (!(Number.isInteger(maxResultBytes) && maxResultBytes > 0)) {
+      return yield* new BackendError({ reason: "Config", detail: `maxResultBytes must be a positive whole number of bytes, got ${maxResultBytes}` })
+    }
     const client = conn.client as ScriptedRedis
     if (typeof client.taskiqSetResults !== "function") {
       // The number of keys varies with the batch: it is the first argument of each call.
@@ -185,7 +190,7 @@ export const make = (options: RedisResultBackendOptions = {}) =>
 
     const cancel = (taskId: string, result: TaskResult.TaskResult) =>
       Effect.suspend(() => {
-        const json = encodeResult(taskId, result)
+        const json = encodeResult(taskId, result, maxResultBytes)
         if (Either.isLeft(json)) return json.left
         const key = keyOf(taskId)
         return Effect.tryPromise({
@@ -271,7 +276,7 @@ export const make = (options: RedisResultBackendOptions = {}) =>
         args[0] = ttl
         for (let i = 0; i < entries.length; i++) {
           const [taskId, result] = entries[i]!
-          const json = encodeResult(taskId, result)
+          const json = encodeResult(taskId, result, maxResultBytes)
           if (Either.isLeft(json)) return json.left
           keys[i + 1] = keyOf(taskId)
           args[i + 1] = json.right
@@ -305,11 +310,12 @@ export const layer = (
   options: RedisResultBackendOptions = {}
 ): Layer.Layer<ResultBackend, BackendError, RedisConnection.RedisConnection> => Layer.scoped(ResultBackend, make(options))
 
-/** `TASKIQ_RESULT_EX_TIME` (s), `TASKIQ_RESULT_PX_TIME` (ms), `TASKIQ_RESULT_PREFIX`. */
+/** `TASKIQ_RESULT_EX_TIME` (s), `TASKIQ_RESULT_PX_TIME` (ms), `TASKIQ_RESULT_PREFIX`, `TASKIQ_MAX_RESULT_BYTES`. */
 export const optionsConfig: Config.Config<RedisResultBackendOptions> = Config.all({
   resultExTime: Config.option(Config.number("TASKIQ_RESULT_EX_TIME")).pipe(Config.map(Option.getOrUndefined)),
   resultPxTime: Config.option(Config.integer("TASKIQ_RESULT_PX_TIME")).pipe(Config.map(Option.getOrUndefined)),
-  prefix: Config.option(Config.string("TASKIQ_RESULT_PREFIX")).pipe(Config.map(Option.getOrUndefined))
+  prefix: Config.option(Config.string("TASKIQ_RESULT_PREFIX")).pipe(Config.map(Option.getOrUndefined)),
+  maxResultBytes: Config.option(Config.integer("TASKIQ_MAX_RESULT_BYTES")).pipe(Config.map(Option.getOrUndefined))
 })
 
 /** The backend configured from the environment. */
