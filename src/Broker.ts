@@ -7,6 +7,7 @@ import type * as Effect from "effect/Effect"
 import type * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import type { Finished, RedisResultStore } from "./internal/redisResultStore.js"
 import type { MessageDecodeError, TaskMessage } from "./TaskMessage.js"
 
 /** Why a broker operation failed. `url` is always redacted. */
@@ -73,6 +74,15 @@ export interface Consumer {
   readonly release: (deliveries: ReadonlyArray<Delivery>) => Effect.Effect<void, BrokerError>
   /** Moves a message to the dead-letter queue with the reason, and acknowledges it. */
   readonly deadLetter: (delivery: Delivery, reason: string) => Effect.Effect<void, BrokerError>
+  /**
+   * Internal: saves results into a Redis result store on this consumer's own connection and acknowledges their
+   * messages after them, in one round trip. `false` (nothing done) when it cannot: another connection, or a
+   * result that cannot be encoded — then the caller saves and acknowledges the usual way.
+   */
+  readonly ackWithResults?: (
+    batch: ReadonlyArray<Finished<Delivery>>,
+    store: RedisResultStore
+  ) => Effect.Effect<boolean, BrokerError>
 }
 
 /** Options for a consumer. */

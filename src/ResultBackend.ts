@@ -10,6 +10,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as Either from "effect/Either"
+import type { RedisResultStore } from "./internal/redisResultStore.js"
 import type { TaskProgress } from "./TaskProgress.js"
 import type { ResultDecodeError, TaskResult } from "./TaskResult.js"
 import * as TaskResultCodec from "./TaskResult.js"
@@ -62,6 +63,8 @@ export class ResultBackend extends Context.Tag("effect-taskiq/ResultBackend")<Re
    * the task's result is stored.
    */
   readonly progress: (taskId: string) => Stream.Stream<TaskProgress, BackendError>
+  /** Internal: where a Redis backend stores results, so a Redis consumer on the same connection can save and ack at once. */
+  readonly redisStore?: RedisResultStore | undefined
 }>() {}
 
 /** How long a cancellation is remembered when the results' TTL is shorter: a queued task may wait that long. */

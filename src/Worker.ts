@@ -135,13 +135,24 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
           Effect.catchAll((e) => Effect.logWarning("idempotency keys could not be released; they expire on their own", e))
         )
     }
-    const complete = (batch: ReadonlyArray<Completion>) => {
+    // Saving then acknowledging is one round trip when the consumer can write the backend's results itself.
+    const store = backend.redisStore
+    const fused = ackPolicy === "when_saved" && store !== undefined && consumer.ackWithResults !== undefined
+      ? (batch: ReadonlyArray<Completion>) =>
+        Effect.catchAll(consumer.ackWithResults!(batch, store), () =>
+          Effect.retry(consumer.ackWithResults!(batch, store), { schedule: saveRetry }))
+      : undefined
+    const twoSteps = (batch: ReadonlyArray<Completion>) => {
       const deliveries = batch.map((c) => c.delivery)
       const acked = ackPolicy === "when_received" ? Effect.void : consumer.ackMany(deliveries)
-      return (ackPolicy === "when_executed" ? Effect.zipRight(acked, saveAll(batch)) : Effect.zipRight(saveAll(batch), acked)).pipe(
-        Effect.zipRight(releaseKeys(batch))
-      )
+      return ackPolicy === "when_executed" ? Effect.zipRight(acked, saveAll(batch)) : Effect.zipRight(saveAll(batch), acked)
     }
+    const complete = (batch: ReadonlyArray<Completion>) =>
+      (fused === undefined
+        ? twoSteps(batch)
+        : Effect.flatMap(fused(batch), (done) => done ? Effect.void : twoSteps(batch))).pipe(
+          Effect.zipRight(releaseKeys(batch))
+        )
     // Waits for one completion, then yields once so that every slot finishing in the same turn joins the batch.
     const acker = Queue.take(completions).pipe(
       Effect.zipLeft(Effect.yieldNow()),

@@ -11,8 +11,10 @@ import { Broker, type Delivery } from "../src/Broker.js"
 import * as MemoryBroker from "../src/Broker/Memory.js"
 import * as RedisBroker from "../src/Broker/Redis.js"
 import * as RedisConnection from "../src/RedisConnection.js"
+import { ResultBackend } from "../src/ResultBackend.js"
 import * as TaskMessage from "../src/TaskMessage.js"
-import { cleanupKeys, names, rawClient, redisUrl, uniqueName } from "./utils/redis.js"
+import * as TaskResult from "../src/TaskResult.js"
+import { cleanupKeys, layerRedis, names, rawClient, redisUrl, uniqueName } from "./utils/redis.js"
 
 const message = (n: unknown): TaskMessage.TaskMessage => ({
   taskId: TaskMessage.makeTaskId(),
@@ -417,6 +419,36 @@ describe("Redis broker", () => {
       const consumer = yield* broker.consumer({ blockMs: 100 })
       const [d] = yield* readN(consumer, 1)
       assert.strictEqual(argOf(d!), 42)
+    }))
+
+  it.scoped("ackWithResults stores the results, then acks, in one script — and declines a store on another connection", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("fused")
+      const { queueName, resultPrefix } = names(root)
+      const raw = yield* rawClient()
+      const ctx = yield* Layer.build(layerRedis(root))
+      const broker = Context.get(ctx, Broker)
+      const backend = Context.get(ctx, ResultBackend)
+      const elsewhere = Context.get(yield* Layer.build(layerRedis(root)), ResultBackend)
+      yield* broker.publish(message(1))
+      yield* broker.publish(message(2), { priority: "high" })
+      const consumer = yield* broker.consumer({ blockMs: 50 })
+      const got = yield* readN(consumer, 2)
+      const batch = got.map((delivery) => ({
+        delivery,
+        taskId: Either.getOrThrow(delivery.message).taskId,
+        result: TaskResult.succeed(argOf(delivery), 0)
+      }))
+      assert.isFalse(yield* consumer.ackWithResults!(batch, elsewhere.redisStore!), "another connection: not fused")
+      assert.strictEqual(yield* broker.size, 2)
+      assert.isTrue(yield* consumer.ackWithResults!(batch, backend.redisStore!))
+      assert.strictEqual(yield* broker.size, 0)
+      for (const c of batch) {
+        const stored = yield* Effect.promise(() => raw.get(`${resultPrefix}:${c.taskId}`))
+        assert.strictEqual(JSON.parse(stored!).return_value, argOf(c.delivery))
+      }
+      const pending = yield* Effect.promise(() => raw.xpending(queueName, "taskiq") as Promise<[number]>)
+      assert.strictEqual(pending[0], 0)
     }))
 
   it.scoped("ack deletes the entry (XACK + XDEL): the stream holds only unfinished work", () =>

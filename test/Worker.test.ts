@@ -370,6 +370,7 @@ describe("Worker when results cannot be saved", () => {
       const down = new BackendError({ reason: "Set", detail: "injected outage" })
       const flaky = ResultBackend.of({
         ...real,
+        redisStore: undefined, // this backend's writes go through set/setMany, not straight to Redis
         set: (id, r) => Effect.suspend(() => Date.now() < healthyAt ? Effect.fail(down) : real.set(id, r)),
         setMany: (entries) => Effect.suspend(() => Date.now() < healthyAt ? Effect.fail(down) : real.setMany(entries))
       })

@@ -28,6 +28,7 @@ import {
   priorityOf,
   type PublishOptions
 } from "../Broker.js"
+import type { Finished, RedisResultStore } from "../internal/redisResultStore.js"
 import * as Signing from "../internal/signing.js"
 import * as RedisConnection from "../RedisConnection.js"
 import * as TaskMessage from "../TaskMessage.js"
@@ -73,6 +74,7 @@ const scripts = {
   moveDue: { numberOfKeys: 4, lua: script("move_due") },
   requeueDead: { numberOfKeys: 4, lua: script("requeue_dead") },
   read: { numberOfKeys: 3, lua: script("read") },
+  complete: { lua: script("complete") },
   // These take a varying number of keys: it is the first argument of each call.
   publish: { lua: script("publish") },
   releaseKeys: { lua: script("release_keys") }
@@ -92,6 +94,7 @@ interface ScriptedRedis extends Redis {
   ): Promise<[string, Array<[string, Array<string> | null, number]>]>
   taskiqPublish(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<string | null>
   taskiqReleaseKeys(numberOfKeys: number, ...keysThenArgs: Array<string>): Promise<number>
+  taskiqComplete(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<number>
   taskiqMoveDue(delayed: string, high: string, normal: string, low: string, max: number): Promise<[number, number]>
   taskiqRequeueDead(dlq: string, normal: string, high: string, low: string, max: number, ...ids: Array<string>): Promise<number>
   taskiqRead(
@@ -461,7 +464,44 @@ export const make = (options: RedisBrokerOptions = {}) =>
           }).pipe(Effect.timeout("2 seconds"), Effect.ignore)
         )
 
-        return { name, read, ack, ackMany, release, deadLetter }
+        // Results and acks in one script, when the results go to this connection's Redis (Taskiq.layerRedis).
+        const ackWithResults = (batch: ReadonlyArray<Finished<Delivery>>, store: RedisResultStore) =>
+          Effect.suspend(() => {
+            if (store.client !== conn.client || batch.length === 0) return Effect.succeed(false)
+            const n = batch.length
+            const keys: Array<string> = new Array(n + 4)
+            const args: Array<string | number> = new Array(n + 6)
+            keys[0] = store.cancelledKey
+            args[0] = store.ttlMs
+            args[1] = n
+            const ids: Record<Priority, Array<string>> = { high: [], normal: [], low: [] }
+            for (let i = 0; i < n; i++) {
+              const c = batch[i]!
+              const json = store.encode(c.taskId, c.result)
+              if (Either.isLeft(json)) return Effect.succeed(false)
+              keys[i + 1] = store.keyOf(c.taskId)
+              args[i + 2] = json.right
+              ids[c.delivery.priority].push(c.delivery.id)
+            }
+            keys[n + 1] = k.streams.high
+            keys[n + 2] = k.streams.normal
+            keys[n + 3] = k.streams.low
+            args[n + 2] = group
+            args[n + 3] = ids.high.length
+            args[n + 4] = ids.normal.length
+            args[n + 5] = ids.low.length
+            return Effect.tryPromise({
+              try: () => client.taskiqComplete(n + 4, ...keys, ...args, ...ids.high, ...ids.normal, ...ids.low),
+              catch: (c) => fail("Ack", c)
+            }).pipe(
+              Effect.tap(() => {
+                for (const c of batch) held[c.delivery.priority].delete(c.delivery.id)
+              }),
+              Effect.as(true)
+            )
+          })
+
+        return { name, read, ack, ackMany, release, deadLetter, ackWithResults }
       })
 
     const deadLetters = (count = 100) =>

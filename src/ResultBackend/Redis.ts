@@ -301,7 +301,14 @@ export const make = (options: RedisResultBackendOptions = {}) =>
       watchCancellations,
       setProgress,
       getProgress,
-      progress
+      progress,
+      redisStore: {
+        client,
+        cancelledKey,
+        keyOf,
+        ttlMs: ttl,
+        encode: (taskId, result) => encodeResult(taskId, result, maxResultBytes)
+      }
     })
   })
 

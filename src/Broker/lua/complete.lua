@@ -1,0 +1,28 @@
+-- Saves a batch's results and then acknowledges their messages, in one round trip: the results as
+-- set_results.lua does (a cancelled task keeps its TaskCancelled result; waiters are pushed each one), then
+-- XACK + XDEL of the entries per priority stream. Should a SET fail, the script stops before any ack.
+-- KEYS[1] cancelled-tasks set; KEYS[2..n+1] result keys; KEYS[n+2], KEYS[n+3], KEYS[n+4] high, normal, low streams
+-- ARGV[1] result TTL, ms; ARGV[2] n; ARGV[3..n+2] the results' JSON; ARGV[n+3] consumer group;
+-- ARGV[n+4..n+6] how many entry ids of each stream follow (high, normal, low); then the ids, in that order
+local n = tonumber(ARGV[2])
+local anyCancelled = redis.call('EXISTS', KEYS[1]) == 1
+for i = 1, n do
+  local key = KEYS[i + 1]
+  if not (anyCancelled and redis.call('ZSCORE', KEYS[1], key)) then
+    redis.call('SET', key, ARGV[i + 2], 'PX', ARGV[1])
+    redis.call('PUBLISH', '__taskiq_result__:' .. key, ARGV[i + 2])
+  end
+end
+local group = ARGV[n + 3]
+local at = n + 7
+for s = 1, 3 do
+  local count = tonumber(ARGV[n + 3 + s])
+  if count > 0 then
+    local ids = {}
+    for j = 0, count - 1 do ids[#ids + 1] = ARGV[at + j] end
+    redis.call('XACK', KEYS[n + 1 + s], group, unpack(ids))
+    redis.call('XDEL', KEYS[n + 1 + s], unpack(ids))
+    at = at + count
+  end
+end
+return n
