@@ -1,12 +1,15 @@
 /**
  * A Redis connection shared by the Redis broker and result backend, and the place where the URL's
- * secret is unwrapped (and nowhere else).
+ * secret is unwrapped (and nowhere else). TLS (`rediss://`) takes its CA and client certificate from files.
  */
+import { readFileSync } from "node:fs"
+import type { ConnectionOptions } from "node:tls"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import { Redis, type RedisOptions } from "ioredis"
@@ -36,13 +39,63 @@ const redactSecrets = (text: string, url: string): string => {
   }
 }
 
+// Node's codes for a server certificate that does not verify (node:tls, OpenSSL's X509_V_ERR_* names).
+const untrustedCertificate = new Set([
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_UNTRUSTED",
+  "CERT_SIGNATURE_FAILURE",
+  "ERR_TLS_CERT_ALTNAME_INVALID"
+])
+
+const untrustedHint = "the server's TLS certificate is not trusted: give its CA with TASKIQ_REDIS_TLS_CA_FILE (option tls.caFile)"
+const authHint = "check the ACL user and password in the URL"
+
+// What a failed connect says: the driver's first error, redacted, with what to do about the permanent ones.
+const connectDetail = (error: unknown, url: string): string => {
+  const text = redactSecrets(String((error as Error)?.message ?? error), url)
+  const code = (error as { code?: unknown })?.code
+  if (typeof code === "string" && untrustedCertificate.has(code)) return `${text} (${code}); ${untrustedHint}`
+  if (/^(WRONGPASS|NOAUTH)\b/.test(text)) return `${text} (${authHint})`
+  return text
+}
+
+/**
+ * Whether a failed connect may pass by itself (Redis not up yet, restarting, failing over), unlike a
+ * refused password, a missing permission or an untrusted certificate, which only a change of settings fixes.
+ */
+export const isTransientConnectError = (error: unknown): boolean => {
+  const { detail, reason } = error as { readonly reason?: unknown; readonly detail?: unknown }
+  if (reason !== "Connect" || typeof detail !== "string") return false
+  return !(detail.includes(untrustedHint) || /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(detail))
+}
+
 /** Options for a Redis connection. */
 export interface RedisConnectionOptions {
   readonly url?: Redacted.Redacted<string> | string | undefined
   /** How long connecting (and the first PING) may take before `BrokerError` (default 5 s). */
   readonly connectTimeout?: Duration.DurationInput | undefined
-  /** Extra ioredis options (TLS certificates, sentinel settings…). */
+  /** TLS settings for a `rediss://` URL: the CA to trust, a client certificate. */
+  readonly tls?: TlsOptions | undefined
+  /** Extra ioredis options (sentinel settings…); its `tls` is merged over the one `tls` makes. */
   readonly redisOptions?: RedisOptions | undefined
+}
+
+/** TLS settings, as PEM files; used only with a `rediss://` URL. */
+export interface TlsOptions {
+  /** The CA certificates that sign the server's certificate (instead of Node's default CAs). */
+  readonly caFile?: string | undefined
+  /** A client certificate, for a server that asks for one (`tls-auth-clients yes`); needs `keyFile`. */
+  readonly certFile?: string | undefined
+  /** The client certificate's private key. */
+  readonly keyFile?: string | undefined
+  /** Verify the server's certificate (default true). `false` encrypts without knowing who answers. */
+  readonly rejectUnauthorized?: boolean | undefined
 }
 
 /** A live connection and a way to open more with the same settings (blocking readers, subscribers). */
@@ -80,12 +133,7 @@ const open = (
       client.on("error", (e: Error) => void (firstError ??= e))
       return Effect.tryPromise({
         try: () => client.connect().then(() => client.ping()),
-        catch: (cause) =>
-          new BrokerError({
-            reason: "Connect",
-            detail: redactSecrets(String(firstError?.message ?? (cause as Error)?.message ?? cause), url),
-            url: redacted
-          })
+        catch: (cause) => new BrokerError({ reason: "Connect", detail: connectDetail(firstError ?? cause, url), url: redacted })
       }).pipe(
         // acquireRelease runs this uninterruptibly; the timeout must still be able to cut a hung connect.
         Effect.interruptible,
@@ -110,6 +158,43 @@ const open = (
       )
   )
 
+const isSet = (tls: TlsOptions | undefined): tls is TlsOptions =>
+  tls !== undefined && Object.values(tls).some((v) => v !== undefined)
+
+/** The node:tls options for these settings (the files read now), or none when nothing is set. */
+const tlsConnectionOptions = (
+  tls: TlsOptions | undefined,
+  raw: string,
+  redacted: string
+): Effect.Effect<ConnectionOptions | undefined, BrokerError> =>
+  Effect.suspend(() => {
+    if (!isSet(tls)) return Effect.succeed(undefined)
+    const configError = (detail: string) => new BrokerError({ reason: "Config", detail, url: redacted })
+    // Certificates on a plain connection would be ignored: say so rather than talk to Redis in clear text.
+    if (!raw.startsWith("rediss://")) {
+      return Effect.fail(configError("TLS settings (TASKIQ_REDIS_TLS_*, option tls) need a rediss:// URL"))
+    }
+    if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
+      return Effect.fail(configError("a TLS client certificate needs both TASKIQ_REDIS_TLS_CERT_FILE and TASKIQ_REDIS_TLS_KEY_FILE"))
+    }
+    const read = (what: string, path: string | undefined) =>
+      path === undefined ? Effect.succeed(undefined) : Effect.try({
+        try: () => readFileSync(path),
+        catch: (e) => configError(`cannot read the TLS ${what} file ${path}: ${(e as Error).message}`)
+      })
+    return Effect.map(
+      Effect.all({ ca: read("CA", tls.caFile), cert: read("certificate", tls.certFile), key: read("key", tls.keyFile) }),
+      (files): ConnectionOptions => {
+        const options: { -readonly [K in keyof ConnectionOptions]: ConnectionOptions[K] } = {}
+        if (files.ca !== undefined) options.ca = files.ca
+        if (files.cert !== undefined) options.cert = files.cert
+        if (files.key !== undefined) options.key = files.key
+        if (tls.rejectUnauthorized !== undefined) options.rejectUnauthorized = tls.rejectUnauthorized
+        return options
+      }
+    )
+  })
+
 /** Connects (with a bounded wait) and closes the connections with the scope. */
 export const make = (
   options: RedisConnectionOptions = {}
@@ -122,12 +207,16 @@ export const make = (
       : Redacted.value(options.url)
     const url = redactUrl(raw)
     const timeout = Duration.decode(options.connectTimeout ?? "5 seconds")
-    const client = yield* open(raw, url, timeout, options.redisOptions, true)
+    const tls = yield* tlsConnectionOptions(options.tls, raw, url)
+    const redisOptions: RedisOptions | undefined = tls === undefined
+      ? options.redisOptions
+      : { ...options.redisOptions, tls: { ...tls, ...options.redisOptions?.tls } }
+    const client = yield* open(raw, url, timeout, redisOptions, true)
     return RedisConnection.of({
       client,
       url,
       duplicate: (purpose, overrides) =>
-        open(raw, url, timeout, { ...options.redisOptions, ...overrides, connectionName: `taskiq:${purpose}` }, false)
+        open(raw, url, timeout, { ...redisOptions, ...overrides, connectionName: `taskiq:${purpose}` }, false)
     })
   })
 
@@ -141,11 +230,29 @@ export const urlConfig: Config.Config<Redacted.Redacted<string>> = Config.redact
   Config.withDescription("The Redis URL (redis:// or rediss://, with an optional ACL user and password).")
 )
 
-/** A layer configured from the environment (`TASKIQ_REDIS_URL`). */
+const optionalFile = (name: string, description: string): Config.Config<string | undefined> =>
+  Config.string(name).pipe(Config.withDescription(description), Config.option, Config.map(Option.getOrUndefined))
+
+/**
+ * `TASKIQ_REDIS_TLS_CA_FILE`, `TASKIQ_REDIS_TLS_CERT_FILE`, `TASKIQ_REDIS_TLS_KEY_FILE` and
+ * `TASKIQ_REDIS_TLS_REJECT_UNAUTHORIZED`: TLS for a `rediss://` URL; none set means Node's defaults.
+ */
+export const tlsConfig: Config.Config<TlsOptions> = Config.all({
+  caFile: optionalFile("TASKIQ_REDIS_TLS_CA_FILE", "A PEM file of the CA certificates that sign the Redis server's certificate."),
+  certFile: optionalFile("TASKIQ_REDIS_TLS_CERT_FILE", "A PEM client certificate, for a Redis that asks for one."),
+  keyFile: optionalFile("TASKIQ_REDIS_TLS_KEY_FILE", "The PEM private key of TASKIQ_REDIS_TLS_CERT_FILE."),
+  rejectUnauthorized: Config.boolean("TASKIQ_REDIS_TLS_REJECT_UNAUTHORIZED").pipe(
+    Config.withDescription("Verify the Redis server's certificate (default true)."),
+    Config.option,
+    Config.map(Option.getOrUndefined)
+  )
+})
+
+/** A layer configured from the environment (`TASKIQ_REDIS_URL` and the `TASKIQ_REDIS_TLS_*` files). */
 export const layerConfig: Layer.Layer<RedisConnection, BrokerError> = Layer.scoped(
   RedisConnection,
   Effect.flatMap(
-    Effect.mapError(urlConfig, (e) => new BrokerError({ reason: "Config", detail: String(e) })),
-    (url) => make({ url })
+    Effect.mapError(Config.all({ url: urlConfig, tls: tlsConfig }), (e) => new BrokerError({ reason: "Config", detail: String(e) })),
+    make
   )
 )

@@ -61,7 +61,7 @@ describe("TaskRegistry", () => {
     Effect.gen(function*() {
       const r = yield* registry()
       assert.deepStrictEqual([...r.modules].sort(), ["nested/deep/tasks.ts", "tasks.ts"])
-      assert.deepStrictEqual(r.tasks.map((t) => t.name), ["app.declared"])
+      assert.deepStrictEqual(r.tasks.map((t) => t.name), ["app.declared", "app.steps"])
     }))
 
   it.effect("locates exported async functions by identity, nested objects as dotted names", () =>

@@ -55,7 +55,7 @@ describe("loadApp", () => {
       const dotted = yield* loadApp("fixtures/cliShapes.ts:nested.deeper.app", join(repoRoot, "test"))
       assert.deepStrictEqual(dotted.tasks, [pidAndSleep])
       const app = yield* loadApp("examples/app.ts:app", repoRoot)
-      assert.deepStrictEqual(app.tasks.map((t) => t.name), ["my.add", "my.divide", "my.slow_echo", "my.flaky_fetch"])
+      assert.deepStrictEqual(app.tasks.map((t) => t.name), ["my.add", "my.divide", "my.slow_echo", "my.flaky_fetch", "my.resize"])
       assert.strictEqual(app.registry.appDir, join(repoRoot, "examples"))
     }))
 
@@ -84,6 +84,7 @@ describe("worker command options", () => {
     ackType: Option.none(),
     shutdownTimeout: Option.none(),
     maxDeliveries: Option.none(),
+    connectRetry: 30,
     ...over
   })
   const app = App.make({
@@ -141,6 +142,7 @@ describe("taskiq worker", () => {
           "--ack-type when_received | when_executed | when_saved",
           "--shutdown-timeout",
           "--max-deliveries",
+          "--connect-retry",
           "--log-level"
         ]
       ) assert.include(text, option)
@@ -170,8 +172,10 @@ describe("taskiq worker", () => {
 
   it.scopedLive("no secret is printed: a Redis URL's password is redacted when connecting fails", () =>
     Effect.gen(function*() {
+      // Retried for a second (each failure logged, redacted too), then it gives up.
       const p = yield* taskiq(["worker", "examples/app.ts:app", "--workers", "1"], {
-        TASKIQ_REDIS_URL: "redis://user:s3cret-pw@127.0.0.1:1/0"
+        TASKIQ_REDIS_URL: "redis://user:s3cret-pw@127.0.0.1:1/0",
+        TASKIQ_CONNECT_RETRY: "1"
       })
       const { code } = yield* p.exit(startupMs)
       assert.strictEqual(code, 1, p.output())

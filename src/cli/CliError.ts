@@ -1,6 +1,7 @@
 /**
  * Why the `taskiq` command could not start or stopped: a bad `<module>:<export>`, task modules that do not
- * load, worker processes that cannot start. Each reason maps to the process exit code.
+ * load, worker processes that cannot start, a Redis that did not answer in time. Each reason maps to the
+ * process exit code.
  */
 import * as Schema from "effect/Schema"
 
@@ -24,7 +25,8 @@ export class CliError extends Schema.TaggedError<CliError>()("CliError", {
     "NotAnApp",
     "MissingService",
     "TaskModules",
-    "WorkerStartFailed"
+    "WorkerStartFailed",
+    "ConnectFailed"
   ),
   detail: Schema.String,
   cause: Schema.optional(Schema.Defect)
@@ -33,8 +35,8 @@ export class CliError extends Schema.TaggedError<CliError>()("CliError", {
     return this.detail
   }
 
-  /** Every reason is a configuration error that a restart would not fix. */
+  /** A Redis that never answered is a failure at run time (a restart may help); every other reason is a configuration error. */
   get exitCode(): number {
-    return ExitCode.config
+    return this.reason === "ConnectFailed" ? ExitCode.failure : ExitCode.config
   }
 }

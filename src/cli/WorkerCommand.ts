@@ -1,22 +1,26 @@
 /**
  * `taskiq worker <module>:<export> [task modules…] [options]`: loads the App, its task modules (named and
  * discovered) and runs `Worker.run` with the App's worker settings overridden by the command line, in this
- * process (`--workers 1`) or in N supervised child processes.
+ * process (`--workers 1`) or in N supervised child processes. A worker that cannot reach Redis when it starts
+ * retries with backoff for `--connect-retry` seconds before it gives up.
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import type * as App from "../App.js"
 import { Broker } from "../Broker.js"
 import * as Executor from "../Executor.js"
 import { loadApp } from "../internal/appLoader.js"
 import * as Supervisor from "../internal/supervisor.js"
+import { isTransientConnectError } from "../RedisConnection.js"
 import { ResultBackend } from "../ResultBackend.js"
 import * as TaskRegistry from "../TaskRegistry.js"
 import * as Worker from "../Worker.js"
@@ -104,6 +108,23 @@ const maxDeliveries = Options.integer("max-deliveries").pipe(
   )
 )
 
+/** `TASKIQ_CONNECT_RETRY`: seconds a starting worker keeps retrying to connect; default 30. */
+export const connectRetryConfig: Config.Config<number> = Config.number("TASKIQ_CONNECT_RETRY").pipe(
+  Config.withDefault(30),
+  Config.validate({ message: "TASKIQ_CONNECT_RETRY must be a number of seconds, at least 0", validation: (n) => n >= 0 }),
+  Config.withDescription("Seconds a starting worker keeps retrying to connect to Redis before it gives up.")
+)
+
+const connectRetry = Options.float("connect-retry").pipe(
+  atLeast(0, "connect-retry"),
+  Options.withFallbackConfig(connectRetryConfig),
+  Options.withDescription(
+    "Seconds a starting worker keeps retrying when Redis does not answer (with backoff up to 2 s between attempts, " +
+      "each failure logged with the URL's password redacted) before it exits 1; 0 gives up at the first failure. " +
+      "A wrong password or an untrusted TLS certificate is not retried. Default: TASKIQ_CONNECT_RETRY, else 30."
+  )
+)
+
 /** The parsed command line. */
 export interface WorkerCommandConfig {
   readonly app: string
@@ -116,6 +137,8 @@ export interface WorkerCommandConfig {
   readonly ackType: Option.Option<"when_received" | "when_executed" | "when_saved">
   readonly shutdownTimeout: Option.Option<number>
   readonly maxDeliveries: Option.Option<number>
+  /** Seconds to keep retrying the first connection to Redis. */
+  readonly connectRetry: number
 }
 
 /** The App's worker settings, overridden by the command line's. */
@@ -143,6 +166,66 @@ export const registryOptions = (app: App.App, config: WorkerCommandConfig): Task
 
 const loadFrom = (config: WorkerCommandConfig) => loadApp(config.app, Option.getOrElse(config.appDir, () => process.cwd()))
 
+// Between attempts: 200 ms doubling, at most 2 s, jittered so that supervised workers spread out.
+const connectBackoff = Schedule.exponential("200 millis").pipe(Schedule.union(Schedule.spaced("2 seconds")), Schedule.jittered)
+
+/**
+ * Runs `effect` again while it fails to connect for a reason that may pass by itself (Redis not up yet,
+ * restarting), for up to `within`, logging each failure; then fails with `CliError` (`ConnectFailed`).
+ * Other failures, a refused password or an untrusted certificate among them, end it at once.
+ */
+export const retryConnect = <A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+  within: Duration.DurationInput
+): Effect.Effect<A, E | CliError, R> =>
+  Effect.suspend(() => {
+    const limit = Duration.decode(within)
+    const started = Date.now()
+    let attempts = 0
+    const left = () => Duration.subtract(limit, Duration.millis(Date.now() - started))
+    return effect.pipe(
+      Effect.tapError((e) =>
+        Effect.suspend(() => {
+          attempts++
+          return isTransientConnectError(e) && Duration.greaterThan(left(), Duration.zero)
+            ? Effect.logWarning(
+              `connecting to Redis failed (attempt ${attempts}); retrying for up to ${
+                seconds(Duration.toMillis(left()))
+              } more: ${errorMessage(e)}`
+            )
+            : Effect.void
+        })
+      ),
+      Effect.retry({
+        // The last wait ends at the deadline rather than past it.
+        schedule: connectBackoff.pipe(
+          Schedule.check(() => Duration.greaterThan(left(), Duration.zero)),
+          Schedule.modifyDelay((_, delay) => Duration.min(delay, left()))
+        ),
+        while: isTransientConnectError
+      }),
+      Effect.mapError((e) =>
+        isTransientConnectError(e)
+          ? new CliError({
+            reason: "ConnectFailed",
+            detail: `could not connect to Redis${
+              attempts > 1 ? `: ${attempts} attempts in ${seconds(Date.now() - started)} failed` : ""
+            } (--connect-retry / TASKIQ_CONNECT_RETRY: ${seconds(Duration.toMillis(limit))}); the last error: ${errorMessage(e)}`,
+            cause: e
+          })
+          : e
+      )
+    )
+  })
+
+const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(1))} s`
+
+const errorMessage = (e: unknown): string => {
+  const tag = (e as { _tag?: unknown })?._tag
+  const message = e instanceof Error ? e.message : String(e)
+  return typeof tag === "string" && !message.startsWith(tag) ? `${tag}: ${message}` : message
+}
+
 /** Runs one worker in this process until interrupted; `child` is set when a supervisor started it. */
 const runHere = (config: WorkerCommandConfig, child: boolean) =>
   Effect.gen(function*() {
@@ -152,38 +235,46 @@ const runHere = (config: WorkerCommandConfig, child: boolean) =>
       Effect.mapError((e) => new CliError({ reason: "TaskModules", detail: `loading task modules failed: ${e.message}`, cause: e }))
     )
     yield* Effect.logInfo(`task modules (app dir ${registry.appDir}): ${registry.modules.join(", ") || "none"}`)
-    const services = yield* Layer.build(app.layer)
-    for (const [tag, name] of [[Broker, "Broker"], [ResultBackend, "ResultBackend"]] as const) {
-      if (Option.isNone(Context.getOption(services, tag as Context.Tag<unknown, unknown>))) {
-        return yield* new CliError({ reason: "MissingService", detail: `the app's layer provides no ${name}` })
-      }
-    }
-    const executor = yield* Layer.build(
-      Executor.layerRegistry(app.tasks).pipe(
-        Layer.provide(Layer.succeed(TaskRegistry.TaskRegistry, registry)),
-        Layer.provide(Layer.succeedContext(services))
-      ) as Layer.Layer<Executor.Executor>
-    )
     const options = workerOptions(app, config)
-    const worker = yield* Worker.run(options).pipe(
-      Effect.provide(Context.merge(services as Context.Context<Broker | ResultBackend>, executor)),
-      Effect.fork
-    )
-    if (child) Supervisor.notifyReady()
-    // Interrupted (SIGINT/SIGTERM): say so, then let the worker drain; the scope closes the connections after.
+    let ready = false
+    // One attempt: connect (build the app's layer), then run the worker, which fails only while it starts.
+    // Each attempt has its own scope, so a failed one leaves no connection behind.
+    const attempt = Effect.gen(function*() {
+      const services = yield* Layer.build(app.layer)
+      for (const [tag, name] of [[Broker, "Broker"], [ResultBackend, "ResultBackend"]] as const) {
+        if (Option.isNone(Context.getOption(services, tag as Context.Tag<unknown, unknown>))) {
+          return yield* new CliError({ reason: "MissingService", detail: `the app's layer provides no ${name}` })
+        }
+      }
+      const executor = yield* Layer.build(
+        Executor.layerRegistry(app.tasks).pipe(
+          Layer.provide(Layer.succeed(TaskRegistry.TaskRegistry, registry)),
+          Layer.provide(Layer.succeedContext(services))
+        ) as Layer.Layer<Executor.Executor>
+      )
+      if (child && !ready) Supervisor.notifyReady()
+      ready = true
+      return yield* Worker.run(options).pipe(
+        Effect.provide(Context.merge(services as Context.Context<Broker | ResultBackend>, executor))
+      )
+    }).pipe(Effect.scoped)
+    const worker = yield* Effect.fork(retryConnect(attempt, Duration.seconds(config.connectRetry)))
+    // Interrupted (SIGINT/SIGTERM): say so, then let the worker drain; its scope closes the connections after.
     return yield* Fiber.join(worker).pipe(
       Effect.onInterrupt(() =>
         Effect.logInfo(
-          `shutting down: no new tasks; running tasks have ${
-            Duration.format(Duration.decode(options.shutdownTimeout ?? Worker.defaults.shutdownTimeout))
-          } to finish`
+          ready
+            ? `shutting down: no new tasks; running tasks have ${
+              Duration.format(Duration.decode(options.shutdownTimeout ?? Worker.defaults.shutdownTimeout))
+            } to finish`
+            : "shutting down before connecting"
         ).pipe(
           Effect.zipRight(Fiber.interrupt(worker)),
           Effect.zipRight(Effect.logInfo("worker stopped"))
         )
       )
     )
-  }).pipe(Effect.scoped)
+  })
 
 const handler = (config: WorkerCommandConfig) =>
   Effect.suspend(() => {
@@ -219,12 +310,14 @@ export const command = Command.make("worker", {
   maxAsyncTasks,
   ackType,
   shutdownTimeout,
-  maxDeliveries
+  maxDeliveries,
+  connectRetry
 }, handler).pipe(
   Command.withDescription(
     "Run workers consuming the App's queue. SIGINT/SIGTERM drain them (no new tasks; running tasks get " +
       "--shutdown-timeout to finish, the rest go back to the queue) and exit 0; with --workers N ≥ 2 the signal is " +
       "forwarded to each worker process, and a second one kills them. --log-level sets the minimum log level " +
-      "(default info). Options given here override the App's worker settings."
+      "(default info). Options given here override the App's worker settings. A worker that cannot reach Redis " +
+      "when it starts retries for --connect-retry seconds, then exits 1."
   )
 )

@@ -33,6 +33,8 @@ export interface RedisSettingsOptions {
   /** Seconds. */
   readonly connectTimeout?: number | undefined
   readonly maxMessageBytes?: number | undefined
+  /** TLS for a `rediss://` URL; when not given, `TASKIQ_REDIS_TLS_*` from the environment. */
+  readonly tls?: RedisConnection.TlsOptions | undefined
   /** The `.env` file to read (default `.env` in the current folder); `false` reads none. */
   readonly dotEnv?: string | false | undefined
 }
@@ -55,6 +57,7 @@ export interface RedisSettings {
   readonly resultPrefix: string | undefined
   readonly connectTimeoutMs: number
   readonly maxMessageBytes: number
+  readonly tls: RedisConnection.TlsOptions
 }
 
 /** The broker's defaults, repeated where a thread needs them without the broker. */
@@ -79,6 +82,8 @@ const read = (options: RedisSettingsOptions, results: boolean) =>
   Effect.gen(function*() {
     const url = options.url !== undefined ? Redacted.make(options.url) : yield* RedisConnection.urlConfig
     const queueName = options.queueName ?? (yield* RedisBroker.queueNameConfig)
+    // TLS is one setting too: given in code, the environment's files are not mixed in.
+    const tls = options.tls ?? (yield* RedisConnection.tlsConfig)
     // The TTL is one setting: given in code (in either unit), the environment's is not mixed in.
     const fromEnv: RedisBackend.RedisResultBackendOptions = results ? yield* RedisBackend.optionsConfig : {}
     const ttlInCode = options.resultExTime !== undefined || options.resultPxTime !== undefined
@@ -93,7 +98,8 @@ const read = (options: RedisSettingsOptions, results: boolean) =>
       resultPxTime: ttlInCode ? options.resultPxTime : fromEnv.resultPxTime,
       resultPrefix: options.resultPrefix ?? fromEnv.prefix,
       connectTimeoutMs: timeout === undefined ? defaultConnectTimeoutMs : Math.round(timeout * 1000),
-      maxMessageBytes: options.maxMessageBytes ?? defaultMaxMessageBytes
+      maxMessageBytes: options.maxMessageBytes ?? defaultMaxMessageBytes,
+      tls
     } satisfies RedisSettings
   }).pipe(Effect.mapError(configError))
 
@@ -123,7 +129,8 @@ export const redisLayer = (s: RedisSettings): Layer.Layer<Broker | ResultBackend
     resultPxTime: s.resultPxTime,
     resultPrefix: s.resultPrefix,
     connectTimeout: s.connectTimeoutMs,
-    maxMessageBytes: s.maxMessageBytes
+    maxMessageBytes: s.maxMessageBytes,
+    tls: s.tls
   })
 
 /** The task registry options: the app's, overridden by those given explicitly. */

@@ -44,7 +44,9 @@ const connect = () => {
       connectTimeout: connectTimeoutMs,
       connectionName: `taskiq:sync-publisher:${queueName.replace(/[^\x21-\x7e]/g, "_")}`
     }))
-    c.on("error", () => {})
+    // The first error event says why (ECONNREFUSED, a TLS or auth failure); connect() itself only says "closed".
+    let firstError
+    c.on("error", (e) => void (firstError ??= e))
     try {
       await withTimeout(c.connect().then(() => c.ping()), connectTimeoutMs, "no answer; is Redis running there?")
       await c.xgroup("CREATE", queueName, group, "0", "MKSTREAM").catch((e) => {
@@ -53,7 +55,7 @@ const connect = () => {
       return c
     } catch (e) {
       c.disconnect()
-      throw e
+      throw firstError ?? e
     }
   })()
   // A failed connect is retried by the next call.
