@@ -37,10 +37,14 @@ export class ResultBackend extends Context.Tag("effect-taskiq/ResultBackend")<Re
   readonly setMany: (entries: ReadonlyArray<readonly [taskId: string, result: TaskResult]>) => Effect.Effect<void, BackendError>
   /** Reads a result if it is there. */
   readonly get: (taskId: string) => Effect.Effect<Option.Option<TaskResult>, BackendError | ResultDecodeError>
-  /** Waits until the result is there, or `Option.none()` once `timeout` has passed. Pushed, never polled. */
+  /**
+   * Waits until the result is there, or `Option.none()` once `timeout` has passed. Pushed, never polled.
+   * `replyTo`: the inbox the task's message asked its result to be pushed to (its `reply_to` label), if any.
+   */
   readonly wait: (
     taskId: string,
-    timeout: Duration.Duration
+    timeout: Duration.Duration,
+    replyTo?: string | undefined
   ) => Effect.Effect<Option.Option<TaskResult>, BackendError | ResultDecodeError>
   /** Forgets a result (and its progress). */
   readonly delete: (taskId: string) => Effect.Effect<void, BackendError>

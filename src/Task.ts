@@ -18,6 +18,7 @@ import {
   type Priority,
   priorityLabel
 } from "./Broker.js"
+import * as Inbox from "./internal/inbox.js"
 import * as TaskHandle from "./TaskHandle.js"
 import * as TaskMessage from "./TaskMessage.js"
 import type { Labels } from "./TaskMessage.js"
@@ -245,8 +246,14 @@ export const submit = <Args extends ReadonlyArray<any>, A, E, R>(
     }
     // Extra labels only when asked for: a plain submission's message is what it always was.
     let labels: TaskMessage.Labels = options.labels === undefined ? task.labels : { ...task.labels, ...options.labels }
-    if (options.timeout !== undefined || priority !== undefined || (options.idempotencyKey !== undefined && idempotencyTtlMs === undefined)) {
+    const replyTo = Inbox.isOpen() ? Inbox.channel : undefined
+    if (
+      options.timeout !== undefined || priority !== undefined || replyTo !== undefined ||
+      (options.idempotencyKey !== undefined && idempotencyTtlMs === undefined)
+    ) {
       const extra: Record<string, TaskMessage.LabelValue> = { ...labels }
+      // This process has a result inbox open: the worker pushes the result there too (see internal/inbox.ts).
+      if (replyTo !== undefined) extra[Inbox.label] = replyTo
       if (options.timeout !== undefined) extra.timeout = Duration.toMillis(Duration.decode(options.timeout)) / 1000
       if (priority !== undefined) extra[priorityLabel] = priority
       // Held until the task finishes: the worker that finishes it lets the key go.
@@ -290,7 +297,7 @@ export const submit = <Args extends ReadonlyArray<any>, A, E, R>(
       broker.publishRaw(json, publishOptions),
       (holder) =>
         holder === undefined
-          ? TaskHandle.make(taskId, task.name, broker.queueName, task)
+          ? TaskHandle.make(taskId, task.name, broker.queueName, task, false, replyTo)
           : TaskHandle.make(holder, task.name, broker.queueName, task, true)
     )
   })

@@ -101,18 +101,22 @@ export interface ResultCodecs<A, E> {
 /** The default wait. */
 export const defaultTimeout: Duration.Duration = Duration.seconds(60)
 
-/** A handle for a task id (also one submitted by another process). */
-export const make = <A = unknown, E = never>(
-  taskId: string,
-  taskName: string,
-  queueName: string,
-  codecs: ResultCodecs<A, E> = { decodeSuccess: undefined, decodeFailure: undefined },
-  deduplicated = false
-): TaskHandle<A, E> => {
-  const waitResult = (options?: WaitOptions) =>
-    Effect.flatMap(ResultBackend, (backend) => {
+// A class, so that a handle costs one small object: producers make one per submission.
+class Handle<A, E> implements TaskHandle<A, E> {
+  constructor(
+    readonly taskId: string,
+    readonly taskName: string,
+    readonly queueName: string,
+    readonly codecs: ResultCodecs<A, E>,
+    readonly deduplicated: boolean,
+    readonly replyTo: string | undefined
+  ) {}
+
+  waitResult(options?: WaitOptions): Effect.Effect<TaskResult.TaskResult<A | null>, WaitError, ResultBackend> {
+    const { codecs, queueName, replyTo, taskId, taskName } = this
+    return Effect.flatMap(ResultBackend, (backend) => {
       const timeout = Duration.decode(options?.timeout ?? defaultTimeout)
-      return backend.wait(taskId, timeout).pipe(
+      return backend.wait(taskId, timeout, replyTo).pipe(
         Effect.flatMap(Option.match({
           onNone: (): Effect.Effect<TaskResult.TaskResult<A | null>, WaitError> =>
             Effect.fail(new ResultTimeout({ taskId, taskName, queue: queueName, waitedMs: Duration.toMillis(timeout) })),
@@ -135,8 +139,11 @@ export const make = <A = unknown, E = never>(
         }))
       )
     })
-  const result = (options?: WaitOptions): Effect.Effect<A, E | TaskFailed | TaskCancelled | WaitError, ResultBackend> =>
-    Effect.flatMap(waitResult(options), (r): Effect.Effect<A, E | TaskFailed | TaskCancelled | WaitError> => {
+  }
+
+  result(options?: WaitOptions): Effect.Effect<A, E | TaskFailed | TaskCancelled | WaitError, ResultBackend> {
+    const { codecs, taskId, taskName } = this
+    return Effect.flatMap(this.waitResult(options), (r): Effect.Effect<A, E | TaskFailed | TaskCancelled | WaitError> => {
       if (!r.isErr) return Effect.succeed(r.returnValue as A)
       const error = r.error ?? { excType: "UnknownError", excMessage: [], excModule: "builtins" }
       if (isCancelled(r)) return Effect.fail(new TaskCancelled({ taskId, taskName, reason: TaskResult.errorMessage(error) }))
@@ -154,15 +161,31 @@ export const make = <A = unknown, E = never>(
         })
       )
     })
-  return {
-    taskId,
-    taskName,
-    queueName,
-    waitResult,
-    result,
-    cancel: (reason) => cancel(taskId, reason),
-    progress: Stream.unwrap(Effect.map(ResultBackend, (backend) => backend.progress(taskId))),
-    getProgress: Effect.flatMap(ResultBackend, (backend) => backend.getProgress(taskId)),
-    deduplicated
+  }
+
+  cancel(reason?: string): Effect.Effect<boolean, BackendError, ResultBackend> {
+    return cancel(this.taskId, reason)
+  }
+
+  get progress(): Stream.Stream<TaskProgress, BackendError, ResultBackend> {
+    const taskId = this.taskId
+    return Stream.unwrap(Effect.map(ResultBackend, (backend) => backend.progress(taskId)))
+  }
+
+  get getProgress(): Effect.Effect<Option.Option<TaskProgress>, BackendError, ResultBackend> {
+    const taskId = this.taskId
+    return Effect.flatMap(ResultBackend, (backend) => backend.getProgress(taskId))
   }
 }
+
+const noCodecs: ResultCodecs<any, any> = { decodeSuccess: undefined, decodeFailure: undefined }
+
+/** A handle for a task id (also one submitted by another process). */
+export const make = <A = unknown, E = never>(
+  taskId: string,
+  taskName: string,
+  queueName: string,
+  codecs: ResultCodecs<A, E> = noCodecs,
+  deduplicated = false,
+  replyTo?: string
+): TaskHandle<A, E> => new Handle(taskId, taskName, queueName, codecs, deduplicated, replyTo)

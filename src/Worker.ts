@@ -16,7 +16,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
-import { type AckPolicy, Broker, type BrokerError, type Consumer, type Delivery, idempotencyLabel } from "./Broker.js"
+import { type AckPolicy, Broker, BrokerError, type Consumer, type Delivery, idempotencyLabel } from "./Broker.js"
 import { Executor } from "./Executor.js"
 import { type BackendError, isPermanent, minCancelTtlMs, ResultBackend } from "./ResultBackend.js"
 import * as TaskHandle from "./TaskHandle.js"
@@ -47,8 +47,9 @@ export const defaults = {
   maxDeliveries: 5
 } as const
 
-const poisonResult = (excType: string, detail: string): TaskResult.TaskResult =>
-  TaskResult.fail({ excType, excMessage: [detail], excModule: "effect-taskiq" }, 0)
+// With the message's labels, as every result: they say where the result is pushed (internal/inbox.ts).
+const poisonResult = (excType: string, detail: string, labels: TaskResult.TaskResult["labels"] = {}): TaskResult.TaskResult =>
+  TaskResult.fail({ excType, excMessage: [detail], excModule: "effect-taskiq" }, 0, labels)
 
 // A saved result is what lets a message go; a transient backend failure is retried before giving up.
 const saveRetry = Schedule.exponential("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)))
@@ -100,7 +101,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
         Effect.catchTag("BackendError", (e) =>
           isPermanent(e)
             // The value cannot be stored as it is: store that as the task's failure instead.
-            ? save(taskId, poisonResult(e.reason === "TooLarge" ? "ResultTooLarge" : "ResultNotSerializable", e.detail))
+            ? save(taskId, poisonResult(e.reason === "TooLarge" ? "ResultTooLarge" : "ResultNotSerializable", e.detail, result.labels))
             : Effect.fail(e))
       )
 
@@ -190,7 +191,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
         if (isCancelled(taskId)) return queue(TaskHandle.cancelledResult("cancelled before it started"))
         if (delivery.deliveryCount > maxDeliveries) {
           const reason = `delivered ${delivery.deliveryCount} times (maxDeliveries ${maxDeliveries}); its workers kept dying or stalling`
-          return Effect.as(deadLetter(delivery, taskId, poisonResult("MaxDeliveriesExceeded", reason), reason), false)
+          return Effect.as(deadLetter(delivery, taskId, poisonResult("MaxDeliveriesExceeded", reason, message.labels), reason), false)
         }
         running.set(taskId, self)
         return restore(executor.execute(message, delivery.deliveryCount)).pipe(
@@ -289,10 +290,21 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
       })
     yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(cancels), cancelTask)))
     // Before the first read: a task cancelled while no worker ran must not start.
+    // A Redis user not allowed to subscribe will never be: that stops the worker, with what to grant.
     yield* backend.watchCancellations((taskId) => cancels.unsafeOffer(taskId)).pipe(
       Effect.tapError((e) => Effect.logWarning("watching for cancellations failed; retrying", e)),
-      Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
-      Effect.orDie // the schedule never gives up
+      Effect.retry({
+        schedule: Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds"))),
+        while: (e) => !e.detail.includes("NOPERM")
+      }),
+      Effect.mapError((e) =>
+        new BrokerError({
+          reason: "Connect",
+          detail: `${e.detail} (the worker subscribes to channels named __taskiq_*: grant the Redis user &__taskiq_*)`,
+          url: e.url,
+          queue: broker.queueName
+        })
+      )
     )
     const readerFiber = yield* Effect.forkScoped(reader)
 

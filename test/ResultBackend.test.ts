@@ -11,6 +11,7 @@ import * as RedisConnection from "../src/RedisConnection.js"
 import { resolveTtlMs, ResultBackend, type ResultTtlOptions } from "../src/ResultBackend.js"
 import * as MemoryBackend from "../src/ResultBackend/Memory.js"
 import * as RedisBackend from "../src/ResultBackend/Redis.js"
+import * as Inbox from "../src/internal/inbox.js"
 import * as TaskHandle from "../src/TaskHandle.js"
 import * as TaskMessage from "../src/TaskMessage.js"
 import * as TaskResult from "../src/TaskResult.js"
@@ -237,12 +238,48 @@ describe("Redis result backend", () => {
       const channels = (yield* Effect.promise(() => raw.pubsub("CHANNELS", `__taskiq_result__:${names(root).resultPrefix}:*`))) as Array<string>
       assert.strictEqual(channels.length, 30)
       const clients = (yield* Effect.promise(() => raw.client("LIST") as Promise<string>)).split("\n")
-        .filter((line) => line.includes("name=taskiq:results") && line.includes("sub=30"))
-      assert.strictEqual(clients.length, 1, "one connection holds all 30 subscriptions")
+        .filter((line) => line.includes("name=taskiq:results") && line.includes("sub=32"))
+      assert.strictEqual(clients.length, 1, "one connection holds all 30 subscriptions, the process inbox and the cancel channel")
       yield* Effect.forEach(ids, (id) => rb.set(id, ok(id)))
       yield* Fiber.join(waiters)
-      const after = (yield* Effect.promise(() => raw.pubsub("CHANNELS", `__taskiq_result__:${names(root).resultPrefix}:*`))) as Array<string>
-      assert.strictEqual(after.length, 0)
+      yield* eventually(
+        () => raw.pubsub("CHANNELS", `__taskiq_result__:${names(root).resultPrefix}:*`) as Promise<Array<string>>,
+        (after) => after.length === 0,
+        5_000
+      )
+    }))
+
+  it.scopedLive("once the process inbox is open, waiters for results pushed there subscribe to nothing of their own", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("rb-inbox")
+      const rb = yield* backendIn(redisLayer(root))
+      const raw = yield* rawClient()
+      // The first wait (on the task's own channel) opens the inbox for what is submitted from then on.
+      const first = TaskMessage.makeTaskId()
+      yield* rb.set(first, ok(0))
+      yield* rb.wait(first, Duration.seconds(5))
+      yield* eventually(async () => Inbox.isOpen(), (open) => open, 5_000)
+      const ids = Array.from({ length: 20 }, () => TaskMessage.makeTaskId())
+      const waiters = yield* Effect.fork(
+        Effect.forEach(ids, (id) => rb.wait(id, Duration.seconds(10), Inbox.channel), { concurrency: "unbounded" })
+      )
+      yield* Effect.sleep("100 millis")
+      const channels = (yield* Effect.promise(() => raw.pubsub("CHANNELS", `__taskiq_result__:${names(root).resultPrefix}:*`))) as Array<string>
+      assert.deepStrictEqual(channels, [], "no per-task subscription")
+      yield* rb.setMany(ids.map((id, i) => [id, TaskResult.succeed(i, 0, { [Inbox.label]: Inbox.channel })] as const))
+      const got = yield* Fiber.join(waiters).pipe(Effect.timeout("5 seconds"))
+      assert.deepStrictEqual(got.map((r) => Option.getOrThrow(r).returnValue), ids.map((_, i) => i))
+      // A result stored before its waiter started is read, not waited for.
+      const early = TaskMessage.makeTaskId()
+      yield* rb.set(early, TaskResult.succeed("early", 0, { [Inbox.label]: Inbox.channel }))
+      assert.strictEqual(Option.getOrThrow(yield* rb.wait(early, Duration.seconds(5), Inbox.channel)).returnValue, "early")
+      // A cancellation (stored by whoever cancels, who knows no inbox) reaches an inbox waiter too.
+      const cancelled = TaskMessage.makeTaskId()
+      const waiter = yield* Effect.fork(rb.wait(cancelled, Duration.seconds(10), Inbox.channel))
+      yield* Effect.sleep("50 millis")
+      yield* rb.cancel(cancelled, TaskHandle.cancelledResult("stop"))
+      const got2 = yield* Fiber.join(waiter).pipe(Effect.timeout("5 seconds"))
+      assert.strictEqual(Option.getOrThrow(got2).error?.excType, "TaskCancelled")
     }))
 
   it.scopedLive("waiters keep waiting while the subscriber connection is killed under them, and get their results", () =>

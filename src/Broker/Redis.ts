@@ -28,6 +28,7 @@ import {
   priorityOf,
   type PublishOptions
 } from "../Broker.js"
+import * as Inbox from "../internal/inbox.js"
 import type { Finished, RedisResultStore } from "../internal/redisResultStore.js"
 import * as Signing from "../internal/signing.js"
 import * as RedisConnection from "../RedisConnection.js"
@@ -221,12 +222,21 @@ export const make = (options: RedisBrokerOptions = {}) =>
     const publishTo = (priority: Priority, data: string, publishOptions: PublishOptions | undefined) =>
       Buffer.byteLength(data) > maxMessageBytes
         ? Effect.fail(tooLarge(data))
+        : publishOptions === undefined || (publishOptions.delayMs === undefined && publishOptions.idempotency === undefined)
+        ? Effect.tryPromise({
+          // The common case, kept to one XADD and no extra allocation.
+          try: () =>
+            signer === undefined
+              ? client.xadd(streamOf(priority), "*", "data", data)
+              : client.xadd(streamOf(priority), "*", "data", data, "sig", signer.sign(data)),
+          catch: (c) => fail("Publish", c)
+        }).pipe(Effect.as(undefined))
         : Effect.tryPromise({
           try: async (): Promise<string | undefined> => {
-            const delayMs = publishOptions?.delayMs !== undefined && publishOptions.delayMs > 0
+            const delayMs = publishOptions.delayMs !== undefined && publishOptions.delayMs > 0
               ? Math.ceil(publishOptions.delayMs)
               : undefined
-            const idem = publishOptions?.idempotency
+            const idem = publishOptions.idempotency
             const sig = signer?.sign(data)
             if (delayMs === undefined && idem === undefined) {
               await (sig === undefined
@@ -336,42 +346,77 @@ export const make = (options: RedisBrokerOptions = {}) =>
 
         const priorityAt = (index: number): Priority => priorities[index - 1] ?? "normal"
 
-        // New entries, higher priorities first (read.lua); when there are none, a blocking read on every stream.
+        // New entries, three ways. read.lua takes higher priorities first (lower ones get their turns); it runs
+        // while high or low priority messages are about, and on every eighth read to look for them. Otherwise a
+        // busy consumer reads the normal stream with one plain XREADGROUP, and an idle one blocks on all three
+        // streams at once (the first message of any priority wakes it).
+        let prioritiesSeen = false
+        let lastWasEmpty = true
+        const entriesOf = (priority: Priority, entries: Array<[string, Array<string>]>, out: Array<Delivery>) => {
+          for (const [id, fields] of entries) out.push(toDelivery(priority, id, fields, 1))
+        }
+        const blockingRead = async (max: number): Promise<Array<Delivery>> => {
+          const reply = await reader.xreadgroup(
+            "GROUP",
+            group,
+            name,
+            "COUNT",
+            max,
+            "BLOCK",
+            blockMs,
+            "STREAMS",
+            k.streams.high,
+            k.streams.normal,
+            k.streams.low,
+            ">",
+            ">",
+            ">"
+          ) as Array<[string, Array<[string, Array<string>]>]> | null
+          const out: Array<Delivery> = []
+          for (const [stream, entries] of reply ?? []) {
+            const priority = stream === k.streams.high ? "high" : stream === k.streams.low ? "low" : "normal"
+            if (priority !== "normal") prioritiesSeen = true
+            entriesOf(priority, entries, out)
+          }
+          return out
+        }
+        const normalRead = async (max: number): Promise<Array<Delivery>> => {
+          const reply = await client.xreadgroup("GROUP", group, name, "COUNT", max, "STREAMS", k.streams.normal, ">") as
+            | Array<[string, Array<[string, Array<string>]>]>
+            | null
+          const out: Array<Delivery> = []
+          if (reply !== null && reply[0] !== undefined) entriesOf("normal", reply[0][1], out)
+          return out
+        }
+        const prioritizedRead = async (max: number, readNumber: number): Promise<Array<Delivery>> => {
+          const now = await client.taskiqRead(k.streams.high, k.streams.normal, k.streams.low, group, name, max, readNumber)
+          const out: Array<Delivery> = []
+          let lower = false
+          for (const [index, entries] of now) {
+            if (index !== 2) lower = true
+            entriesOf(priorityAt(index), entries, out)
+          }
+          // Nothing from high or low although there was room: both were empty.
+          prioritiesSeen = lower || out.length >= max
+          return out
+        }
         const readNew = (max: number) =>
           Effect.tryPromise({
             try: async (): Promise<Array<Delivery>> => {
-              const now = await client.taskiqRead(k.streams.high, k.streams.normal, k.streams.low, group, name, max, turn++)
-              const out: Array<Delivery> = []
-              for (const [index, entries] of now) {
-                for (const [id, fields] of entries) out.push(toDelivery(priorityAt(index), id, fields, 1))
-              }
-              if (out.length > 0) return out
-              const reply = await reader.xreadgroup(
-                "GROUP",
-                group,
-                name,
-                "COUNT",
-                max,
-                "BLOCK",
-                blockMs,
-                "STREAMS",
-                k.streams.high,
-                k.streams.normal,
-                k.streams.low,
-                ">",
-                ">",
-                ">"
-              ) as Array<[string, Array<[string, Array<string>]>]> | null
-              for (const [stream, entries] of reply ?? []) {
-                const priority = stream === k.streams.high ? "high" : stream === k.streams.low ? "low" : "normal"
-                for (const [id, fields] of entries) out.push(toDelivery(priority, id, fields, 1))
-              }
+              // Every read counts towards the lower priorities' turns (read.lua).
+              const readNumber = turn++
+              let out: Array<Delivery> = []
+              if (prioritiesSeen || readNumber % 8 === 0) out = await prioritizedRead(max, readNumber)
+              else if (!lastWasEmpty) out = await normalRead(max)
+              if (out.length === 0) out = await blockingRead(max)
+              lastWasEmpty = out.length === 0
               return out
             },
             catch: (c) => c
           }).pipe(
             Effect.catchAll((cause) => recreateOnNoGroup(cause, [] as Array<Delivery>)),
-            // A blocking read over several streams may return up to `max` from each: hand the surplus back.
+            // When messages arrived on several streams at once, a blocking read returns up to `max` from each:
+            // hand the surplus back (lowest priorities first). Rare: an idle consumer woken by a burst.
             Effect.flatMap((out) => {
               if (out.length <= max) return Effect.succeed(out)
               out.sort((a, b) => priorities.indexOf(a.priority) - priorities.indexOf(b.priority))
@@ -470,7 +515,7 @@ export const make = (options: RedisBrokerOptions = {}) =>
             if (store.client !== conn.client || batch.length === 0) return Effect.succeed(false)
             const n = batch.length
             const keys: Array<string> = new Array(n + 4)
-            const args: Array<string | number> = new Array(n + 6)
+            const args: Array<string | number> = new Array(2 * n + 6)
             keys[0] = store.cancelledKey
             args[0] = store.ttlMs
             args[1] = n
@@ -481,15 +526,16 @@ export const make = (options: RedisBrokerOptions = {}) =>
               if (Either.isLeft(json)) return Effect.succeed(false)
               keys[i + 1] = store.keyOf(c.taskId)
               args[i + 2] = json.right
+              args[n + i + 2] = Inbox.replyChannel(c.result.labels)
               ids[c.delivery.priority].push(c.delivery.id)
             }
             keys[n + 1] = k.streams.high
             keys[n + 2] = k.streams.normal
             keys[n + 3] = k.streams.low
-            args[n + 2] = group
-            args[n + 3] = ids.high.length
-            args[n + 4] = ids.normal.length
-            args[n + 5] = ids.low.length
+            args[2 * n + 2] = group
+            args[2 * n + 3] = ids.high.length
+            args[2 * n + 4] = ids.normal.length
+            args[2 * n + 5] = ids.low.length
             return Effect.tryPromise({
               try: () => client.taskiqComplete(n + 4, ...keys, ...args, ...ids.high, ...ids.normal, ...ids.low),
               catch: (c) => fail("Ack", c)

@@ -13,6 +13,7 @@ import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Redis } from "ioredis"
+import * as Inbox from "../internal/inbox.js"
 import * as RedisConnection from "../RedisConnection.js"
 import {
   BackendError,
@@ -147,7 +148,8 @@ export const make = (options: RedisResultBackendOptions = {}) =>
                 throw e
               }
             },
-            catch: (c) => fail("Wait", taskId, c)
+            // Refused for want of permission, it will not be granted by waiting.
+            catch: (c) => fail(errorText(c).includes("NOPERM") ? "Connect" : "Wait", taskId, c)
           }),
           () =>
             Effect.promise(async () => {
@@ -156,7 +158,8 @@ export const make = (options: RedisResultBackendOptions = {}) =>
               entry.listeners.delete(listener)
               if (entry.listeners.size === 0) {
                 channels.delete(channel)
-                await sub.unsubscribe(channel).catch(() => undefined)
+                // Not awaited: a waiter's answer should not wait for it (a later SUBSCRIBE is ordered after it).
+                sub.unsubscribe(channel).catch(() => undefined)
               }
             })
         ))
@@ -166,7 +169,8 @@ export const make = (options: RedisResultBackendOptions = {}) =>
       while: (e: BackendError | TaskResult.ResultDecodeError) => e._tag === "BackendError" && e.reason === "Wait"
     }
 
-    const wait = (taskId: string, timeout: Duration.Duration) =>
+    // Waits on the task's own channel: subscribe, then read (a result stored in between is seen by one or the other).
+    const waitOnChannel = (taskId: string, timeout: Duration.Duration) =>
       Effect.gen(function*() {
         const key = keyOf(taskId)
         let resolve!: (json: string) => void
@@ -179,7 +183,6 @@ export const make = (options: RedisResultBackendOptions = {}) =>
             }, () => undefined)
         }
         yield* listen(resultChannel(key), listener, taskId)
-        // Subscribed first, then read: a result stored in between is seen by one or the other.
         const now = yield* get(taskId)
         if (Option.isSome(now)) return now
         return yield* Effect.promise(() => arrived).pipe(
@@ -187,6 +190,84 @@ export const make = (options: RedisResultBackendOptions = {}) =>
           Effect.timeoutTo({ duration: timeout, onSuccess: (r) => r, onTimeout: () => Option.none() })
         )
       }).pipe(Effect.scoped, Effect.retry(resubscribeRetry))
+
+    // The process inbox (internal/inbox.ts): subscribed once, for the backend's lifetime, on the first wait.
+    const inboxWaiters = new Map<string, Set<(json: string) => void>>()
+    const inboxListener: Listener = {
+      onMessage: (message) => {
+        const parts = Inbox.split(message)
+        const waiters = parts && inboxWaiters.get(parts[0])
+        if (waiters) for (const w of waiters) w(parts[1])
+      },
+      onResubscribed: () => {
+        for (const [key, waiters] of inboxWaiters) {
+          client.get(key).then((json) => {
+            if (json !== null) for (const w of waiters) w(json)
+          }, () => undefined)
+        }
+      }
+    }
+    let inboxOpened = false
+    const openInbox = Effect.suspend(() => {
+      if (inboxOpened) return Effect.void
+      inboxOpened = true
+      // A cancellation is pushed on the task's own channel and the cancel channel, not to the inbox: listen there too.
+      const onCancel: Listener = {
+        onMessage: (key) => {
+          const waiters = inboxWaiters.get(key)
+          if (waiters) {
+            client.get(key).then((json) => {
+              if (json !== null) for (const w of waiters) w(json)
+            }, () => undefined)
+          }
+        },
+        onResubscribed: () => undefined
+      }
+      return listen(Inbox.channel, inboxListener, "").pipe(
+        Effect.zipRight(listen(cancelChannel, onCancel, "")),
+        Effect.zipRight(Effect.acquireRelease(Effect.sync(() => Inbox.track(1)), () => Effect.sync(() => Inbox.track(-1)))),
+        Scope.extend(scope),
+        Effect.tapError(() => Effect.sync(() => (inboxOpened = false))),
+        Effect.ignore
+      )
+    })
+    let inboxReady = false
+
+    // Waits for a result that will also be pushed to this process's inbox: no SUBSCRIBE/UNSUBSCRIBE of its own.
+    const waitOnInbox = (taskId: string, timeout: Duration.Duration) =>
+      Effect.suspend(() => {
+        const key = keyOf(taskId)
+        let resolve!: (json: string) => void
+        const arrived = new Promise<string>((r) => (resolve = r))
+        let waiters = inboxWaiters.get(key)
+        if (waiters === undefined) inboxWaiters.set(key, waiters = new Set())
+        waiters.add(resolve)
+        const forget = Effect.sync(() => {
+          waiters.delete(resolve)
+          if (waiters.size === 0) inboxWaiters.delete(key)
+        })
+        // Listening first, then the read: a result stored before is read, one stored after is pushed.
+        return get(taskId).pipe(
+          Effect.flatMap((now) =>
+            Option.isSome(now)
+              ? Effect.succeed(now)
+              : Effect.promise(() => arrived).pipe(
+                Effect.flatMap((json) => decode(taskId, json)),
+                Effect.timeoutTo({ duration: timeout, onSuccess: (r) => r, onTimeout: () => Option.none() })
+              )
+          ),
+          Effect.ensuring(forget)
+        )
+      })
+
+    const wait = (taskId: string, timeout: Duration.Duration, replyTo?: string) =>
+      inboxReady && replyTo === Inbox.channel
+        ? waitOnInbox(taskId, timeout)
+        : Effect.zipRight(
+          // The first wait opens the inbox, for the tasks submitted from then on.
+          inboxOpened ? Effect.void : Effect.forkIn(Effect.tap(openInbox, () => Effect.sync(() => (inboxReady = true))), scope),
+          waitOnChannel(taskId, timeout)
+        )
 
     const cancel = (taskId: string, result: TaskResult.TaskResult) =>
       Effect.suspend(() => {
@@ -270,16 +351,18 @@ export const make = (options: RedisResultBackendOptions = {}) =>
 
     const setMany = (entries: ReadonlyArray<readonly [string, TaskResult.TaskResult]>) =>
       Effect.suspend(() => {
-        const keys: Array<string> = new Array(entries.length + 1)
-        const args: Array<string | number> = new Array(entries.length + 1)
+        const n = entries.length
+        const keys: Array<string> = new Array(n + 1)
+        const args: Array<string | number> = new Array(2 * n + 1)
         keys[0] = cancelledKey
         args[0] = ttl
-        for (let i = 0; i < entries.length; i++) {
+        for (let i = 0; i < n; i++) {
           const [taskId, result] = entries[i]!
           const json = encodeResult(taskId, result, maxResultBytes)
           if (Either.isLeft(json)) return json.left
           keys[i + 1] = keyOf(taskId)
           args[i + 1] = json.right
+          args[n + i + 1] = Inbox.replyChannel(result.labels)
         }
         return Effect.tryPromise({
           try: () => client.taskiqSetResults(keys.length, ...keys, ...args),

@@ -2,8 +2,9 @@
 -- set_results.lua does (a cancelled task keeps its TaskCancelled result; waiters are pushed each one), then
 -- XACK + XDEL of the entries per priority stream. Should a SET fail, the script stops before any ack.
 -- KEYS[1] cancelled-tasks set; KEYS[2..n+1] result keys; KEYS[n+2], KEYS[n+3], KEYS[n+4] high, normal, low streams
--- ARGV[1] result TTL, ms; ARGV[2] n; ARGV[3..n+2] the results' JSON; ARGV[n+3] consumer group;
--- ARGV[n+4..n+6] how many entry ids of each stream follow (high, normal, low); then the ids, in that order
+-- ARGV[1] result TTL, ms; ARGV[2] n; ARGV[3..n+2] the results' JSON; ARGV[n+3..2n+2] the inbox each is also
+-- pushed to ('' for none; the message is the key, a newline, the JSON); ARGV[2n+3] consumer group;
+-- ARGV[2n+4..2n+6] how many entry ids of each stream follow (high, normal, low); then the ids, in that order
 local n = tonumber(ARGV[2])
 local anyCancelled = redis.call('EXISTS', KEYS[1]) == 1
 for i = 1, n do
@@ -11,12 +12,14 @@ for i = 1, n do
   if not (anyCancelled and redis.call('ZSCORE', KEYS[1], key)) then
     redis.call('SET', key, ARGV[i + 2], 'PX', ARGV[1])
     redis.call('PUBLISH', '__taskiq_result__:' .. key, ARGV[i + 2])
+    local inbox = ARGV[n + i + 2]
+    if inbox ~= '' then redis.call('PUBLISH', inbox, key .. '\n' .. ARGV[i + 2]) end
   end
 end
-local group = ARGV[n + 3]
-local at = n + 7
+local group = ARGV[2 * n + 3]
+local at = 2 * n + 7
 for s = 1, 3 do
-  local count = tonumber(ARGV[n + 3 + s])
+  local count = tonumber(ARGV[2 * n + 3 + s])
   if count > 0 then
     local ids = {}
     for j = 0, count - 1 do ids[#ids + 1] = ARGV[at + j] end
