@@ -23,6 +23,7 @@ import { redactUrl } from "./RedisConnection.js"
 import * as Task from "./Task.js"
 import { TaskRegistry } from "./TaskRegistry.js"
 import * as settings from "./internal/settings.js"
+import * as Signing from "./internal/signing.js"
 
 /** A synchronous submission could not be confirmed. `Timeout`: the message may or may not have been published. */
 export class SyncPublishError extends Schema.TaggedError<SyncPublishError>()("SyncPublishError", {
@@ -49,6 +50,8 @@ export interface SyncTarget {
   readonly maxMessageBytes: number
   /** How long a call may block, thread start and connecting included (milliseconds). */
   readonly timeoutMs: number
+  /** Message signing keys (the first signs), as the broker's `signingKeys`. */
+  readonly signingKeys?: ReadonlyArray<string | Redacted.Redacted<string>> | undefined
 }
 
 /** Options of the standalone `scheduleAsyncSync` (see `configure`); unset ones come from the environment and `.env`. */
@@ -179,7 +182,11 @@ export class SyncPublisher {
   private seq = 0
   private closing: Promise<void> | undefined
 
-  constructor(readonly target: SyncTarget) {}
+  private readonly signer: Signing.Signer | undefined
+
+  constructor(readonly target: SyncTarget) {
+    this.signer = Signing.make(target.signingKeys ?? [])
+  }
 
   /** Publishes a message, blocking until Redis has it; throws `BrokerError` or `SyncPublishError`. */
   publish(message: Encoded): void {
@@ -207,7 +214,9 @@ export class SyncPublisher {
     const id = ++this.seq
     const deadline = Date.now() + target.timeoutMs
     let seen = Atomics.load(thread.flag, 0)
-    thread.worker.postMessage({ type: "publish", id, json: message.json, deadline })
+    // Signed here, on the calling thread: the key never goes to the publishing thread.
+    const sig = this.signer?.sign(message.json)
+    thread.worker.postMessage({ type: "publish", id, json: message.json, sig, deadline })
     for (;;) {
       for (let m = receiveMessageOnPort(thread.port); m !== undefined; m = receiveMessageOnPort(thread.port)) {
         const reply = m.message as Reply
@@ -320,7 +329,8 @@ const standalonePublisher = (): SyncPublisher => {
     queueName: s.queueName,
     connectTimeoutMs: s.connectTimeoutMs,
     maxMessageBytes: s.maxMessageBytes,
-    timeoutMs: timeoutMs(standaloneOptions.timeout)
+    timeoutMs: timeoutMs(standaloneOptions.timeout),
+    signingKeys: s.signingKeys
   })
   return standalone
 }

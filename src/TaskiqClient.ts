@@ -283,7 +283,8 @@ export class TaskiqClient {
       queueName: target.queueName,
       connectTimeoutMs: target.connectTimeoutMs,
       maxMessageBytes: target.maxMessageBytes,
-      timeoutMs: seconds === undefined ? SyncPublisher.defaultTimeoutMs : Math.round(seconds * 1000)
+      timeoutMs: seconds === undefined ? SyncPublisher.defaultTimeoutMs : Math.round(seconds * 1000),
+      signingKeys: target.signingKeys
     })
   }
 

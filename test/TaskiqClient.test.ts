@@ -66,6 +66,36 @@ afterAll(async () => {
   raw.disconnect()
 })
 
+describe("TaskiqClient with signing keys", () => {
+  it("signs what it publishes, also from scheduleAsyncSync; a worker with the key runs it, and refuses an unsigned client's", async () => {
+    const signedQueue = `${root}:signed`
+    const signedWorker = Worker.run({ blockMs: 100, maxAsyncTasks: 4 }).pipe(
+      Effect.provide(Executor.layerRegistry()),
+      Effect.provide(Layer.merge(
+        Taskiq.layerRedis({ url: redisUrl, queueName: signedQueue, resultPrefix, signingKeys: ["client-key"] }),
+        TaskRegistry.layer({ appDir, modules: ["tasks.ts"] })
+      )),
+      Effect.runFork
+    )
+    try {
+      const tc = client({ queueName: signedQueue, signingKeys: ["client-key"] })
+      await tc.startup()
+      assert.strictEqual(await (await tc.scheduleAsync(app.add, 2, 3)).result(10), 5)
+      const id = tc.scheduleAsyncSync(app.add, 4, 5)
+      assert.strictEqual(await tc.handle<number>(id).result(10), 9)
+      const unsigned = client({ queueName: signedQueue })
+      await unsigned.startup()
+      const refused = await unsigned.scheduleAsync(app.add, 1, 1)
+      for (let i = 0; i < 100 && (await raw.xlen(`${signedQueue}:dead`)) === 0; i++) await new Promise((r) => setTimeout(r, 50))
+      const [[, fields]] = await raw.xrange(`${signedQueue}:dead`, "-", "+")
+      assert.include(fields[fields.indexOf("reason") + 1], "(Unsigned)")
+      assert.isNull(await tc.getResult(refused.taskId), "not run, no result")
+    } finally {
+      await Effect.runPromise(Fiber.interrupt(signedWorker))
+    }
+  })
+})
+
 describe("TaskiqClient task control", () => {
   it("progress as an async iterable, cancel() as a Promise, deduplicated submissions", async () => {
     const tc = client()

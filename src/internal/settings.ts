@@ -35,6 +35,8 @@ export interface RedisSettingsOptions {
   readonly maxMessageBytes?: number | undefined
   /** TLS for a `rediss://` URL; when not given, `TASKIQ_REDIS_TLS_*` from the environment. */
   readonly tls?: RedisConnection.TlsOptions | undefined
+  /** Message signing keys, the first signs (`RedisBrokerOptions.signingKeys`); when not given, `TASKIQ_SIGNING_KEY(S_ACCEPTED)`. */
+  readonly signingKeys?: ReadonlyArray<string | Redacted.Redacted<string>> | undefined
   /** The `.env` file to read (default `.env` in the current folder); `false` reads none. */
   readonly dotEnv?: string | false | undefined
 }
@@ -57,7 +59,9 @@ export interface RedisSettings {
   readonly resultPrefix: string | undefined
   readonly connectTimeoutMs: number
   readonly maxMessageBytes: number
+  readonly maxResultBytes: number | undefined
   readonly tls: RedisConnection.TlsOptions
+  readonly signingKeys: ReadonlyArray<string | Redacted.Redacted<string>>
 }
 
 /** The broker's defaults, repeated where a thread needs them without the broker. */
@@ -84,6 +88,7 @@ const read = (options: RedisSettingsOptions, results: boolean) =>
     const queueName = options.queueName ?? (yield* RedisBroker.queueNameConfig)
     // TLS is one setting too: given in code, the environment's files are not mixed in.
     const tls = options.tls ?? (yield* RedisConnection.tlsConfig)
+    const signingKeys = options.signingKeys ?? (yield* RedisBroker.signingKeysConfig)
     // The TTL is one setting: given in code (in either unit), the environment's is not mixed in.
     const fromEnv: RedisBackend.RedisResultBackendOptions = results ? yield* RedisBackend.optionsConfig : {}
     const ttlInCode = options.resultExTime !== undefined || options.resultPxTime !== undefined
@@ -99,7 +104,9 @@ const read = (options: RedisSettingsOptions, results: boolean) =>
       resultPrefix: options.resultPrefix ?? fromEnv.prefix,
       connectTimeoutMs: timeout === undefined ? defaultConnectTimeoutMs : Math.round(timeout * 1000),
       maxMessageBytes: options.maxMessageBytes ?? defaultMaxMessageBytes,
-      tls
+      maxResultBytes: fromEnv.maxResultBytes,
+      tls,
+      signingKeys
     } satisfies RedisSettings
   }).pipe(Effect.mapError(configError))
 
@@ -130,7 +137,9 @@ export const redisLayer = (s: RedisSettings): Layer.Layer<Broker | ResultBackend
     resultPrefix: s.resultPrefix,
     connectTimeout: s.connectTimeoutMs,
     maxMessageBytes: s.maxMessageBytes,
-    tls: s.tls
+    maxResultBytes: s.maxResultBytes,
+    tls: s.tls,
+    signingKeys: s.signingKeys
   })
 
 /** The task registry options: the app's, overridden by those given explicitly. */

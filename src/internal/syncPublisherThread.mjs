@@ -76,7 +76,7 @@ const reply = (message) => {
   signal()
 }
 
-const publish = async ({ id, json, deadline }) => {
+const publish = async ({ id, json, sig, deadline }) => {
   if (Date.now() > deadline) return reply({ id, ok: false, expired: true })
   let c
   try {
@@ -87,7 +87,7 @@ const publish = async ({ id, json, deadline }) => {
   // The caller gave up while this thread was connecting: publishing now would surprise it.
   if (Date.now() > deadline) return reply({ id, ok: false, expired: true })
   try {
-    await c.xadd(queueName, "*", "data", json)
+    await (sig === undefined ? c.xadd(queueName, "*", "data", json) : c.xadd(queueName, "*", "data", json, "sig", sig))
     reply({ id, ok: true })
   } catch (e) {
     reply({ id, ok: false, reason: "Publish", detail: errorText(e) })
