@@ -106,7 +106,7 @@ interface ScriptedRedis extends Redis {
     consumer: string,
     count: number,
     turn: number
-  ): Promise<Array<[number, Array<[string, Array<string>]>]>>
+  ): Promise<[number, Array<[number, Array<[string, Array<string>]>]>]>
   taskiqDeadLetter(
     stream: string,
     dlq: string,
@@ -347,7 +347,7 @@ export const make = (options: RedisBrokerOptions = {}) =>
         const priorityAt = (index: number): Priority => priorities[index - 1] ?? "normal"
 
         // New entries, three ways. read.lua takes higher priorities first (lower ones get their turns); it runs
-        // while high or low priority messages are about, and on every eighth read to look for them. Otherwise a
+        // while the high or low stream holds any message, and on every eighth read to look for them. Otherwise a
         // busy consumer reads the normal stream with one plain XREADGROUP, and an idle one blocks on all three
         // streams at once (the first message of any priority wakes it).
         let prioritiesSeen = false
@@ -389,15 +389,11 @@ export const make = (options: RedisBrokerOptions = {}) =>
           return out
         }
         const prioritizedRead = async (max: number, readNumber: number): Promise<Array<Delivery>> => {
-          const now = await client.taskiqRead(k.streams.high, k.streams.normal, k.streams.low, group, name, max, readNumber)
+          const [any, now] = await client.taskiqRead(k.streams.high, k.streams.normal, k.streams.low, group, name, max, readNumber)
           const out: Array<Delivery> = []
-          let lower = false
-          for (const [index, entries] of now) {
-            if (index !== 2) lower = true
-            entriesOf(priorityAt(index), entries, out)
-          }
-          // Nothing from high or low although there was room: both were empty.
-          prioritiesSeen = lower || out.length >= max
+          for (const [index, entries] of now) entriesOf(priorityAt(index), entries, out)
+          // Prioritized reads go on while any high or low priority message is waiting or running.
+          prioritiesSeen = any === 1
           return out
         }
         const readNew = (max: number) =>

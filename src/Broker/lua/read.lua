@@ -2,7 +2,8 @@
 -- never starved completely, two reads in eight start lower: one at normal, one at low.
 -- KEYS[1] high stream; KEYS[2] normal stream; KEYS[3] low stream
 -- ARGV[1] consumer group; ARGV[2] consumer name; ARGV[3] count; ARGV[4] the consumer's read number
--- Returns { { priority index (1 high, 2 normal, 3 low), { { id, fields }, ... } }, ... }
+-- Returns { 1 if the high or low stream holds any entry (waiting or running) else 0,
+--           { { priority index (1 high, 2 normal, 3 low), { { id, fields }, ... } }, ... } }
 local turn = tonumber(ARGV[4]) % 8
 local order = { 1, 2, 3 }
 if turn == 3 then order = { 2, 3, 1 } elseif turn == 7 then order = { 3, 2, 1 } end
@@ -16,4 +17,6 @@ for _, i in ipairs(order) do
     left = left - #r[1][2]
   end
 end
-return out
+local any = 0
+if redis.call('XLEN', KEYS[1]) + redis.call('XLEN', KEYS[3]) > 0 then any = 1 end
+return { any, out }
