@@ -338,6 +338,14 @@ const main = async (): Promise<number> => {
     const tail = workerLog(w).trim().split("\n").slice(-4).join("\n      ")
     log(`worker ${w.n} (pid ${w.pid}) not consuming ${((now() - w.startedAt) / 1000).toFixed(1)} s after its start; last lines:\n      ${tail}`)
   }
+  // Let the workers finish what is still queued (a message published twice, a hand-back): the queue must drain.
+  const drainUntil = now() + 30_000
+  for (;;) {
+    const left = await admin!.xlen(queueName)
+    const pending = Number(((await admin!.xpending(queueName, "taskiq")) as [number])[0])
+    if ((left === 0 && pending === 0) || now() > drainUntil) break
+    await sleep(200)
+  }
   // Stop the workers (SIGTERM: they drain), so that nothing runs while the records are read.
   stopping = true
   for (const w of live()) w.proc.kill("SIGTERM")
@@ -427,7 +435,9 @@ const main = async (): Promise<number> => {
     }
   }
 
-  const ok = lost === 0 && notRun.length === 0 && failed === 0 && wrong === 0 && stats.waitFailures.length === 0
+  // Nothing may be left behind either: the queue drained, nothing pending, no dead letters (no task here is poison).
+  const ok = lost === 0 && notRun.length === 0 && failed === 0 && wrong === 0 && stats.waitFailures.length === 0 &&
+    streamLeft === 0 && pendingLeft === 0 && deadLetters === 0
   const rows: Array<[string, string]> = [
     ["mode", `${settings.mode} (seed ${settings.seed})`],
     ["tasks", String(settings.tasks)],
