@@ -634,3 +634,25 @@ describe("Worker: signed messages", () => {
       assert.isTrue(Option.isNone(yield* inCtx(ctx, Effect.flatMap(ResultBackend, (b) => b.get(unsigned.taskId)))), "no result under a claimed id")
     }))
 })
+
+describe("Worker with a Redis user that may not subscribe", () => {
+  it.scopedLive("stops at start with a BrokerError that says which channels to grant, instead of hanging", () =>
+    Effect.gen(function*() {
+      const redis = yield* privateRedis({ acl: { user: "admin", password: "admin-pw" } })
+      const admin = yield* rawClient(redis.url)
+      // Keys and commands allowed, pub/sub channels not (Redis 7's default for new users is no channels).
+      yield* Effect.promise(() => admin.call("ACL", "SETUSER", "app", "on", ">app-pw", "~*", "resetchannels", "+@all"))
+      const ctx = yield* Layer.build(Taskiq.layerRedis({ url: redis.urlWith("app:app-pw"), queueName: "acl-q" }))
+      const exit = yield* Worker.run({ blockMs: 100 }).pipe(
+        Effect.provide(Executor.layer(tasks.all)),
+        Effect.provide(ctx),
+        Effect.timeout("20 seconds"),
+        Effect.exit
+      )
+      assert.isTrue(exit._tag === "Failure")
+      const error = exit._tag === "Failure" ? String(exit.cause) : ""
+      assert.include(error, "NOPERM")
+      assert.include(error, "grant the Redis user &__taskiq_*")
+      assert.notInclude(error, "app-pw")
+    }), { timeout: 40_000 })
+})
