@@ -7,7 +7,6 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -202,23 +201,23 @@ export const make = <const Tasks extends ReadonlyArray<Task.Any>>(
           deliveryCount,
           labels: message.labels
         }
-        return Effect.exit(Effect.zipRight(FiberRef.set(CurrentTask.ref, Option.some(info)), provide(run))).pipe(
-          Effect.map((exit): Execution => {
-            if (Exit.isFailure(exit)) {
-              // A task that cannot run as asked (kc.exec naming a forbidden module…) will never succeed: poison.
-              const failure = Cause.failureOption(exit.cause)
-              const poison = Option.isSome(failure) && failure.value instanceof Task.InvalidTask
-                ? failure.value.message
-                : undefined
-              const execution = failed(errorFromCause(exit.cause, task.encodeFailure), start, message.labels, poison)
-              if (Cause.isInterruptedOnly(exit.cause)) return { ...execution, interrupted: true }
-              const retry = poison === undefined ? retryFor(task, exit.cause, message.labels) : undefined
-              return retry === undefined ? execution : { ...execution, retry }
-            }
+        return Effect.matchCause(Effect.zipRight(FiberRef.set(CurrentTask.ref, Option.some(info)), provide(run)), {
+          onFailure: (cause): Execution => {
+            // A task that cannot run as asked (kc.exec naming a forbidden module…) will never succeed: poison.
+            const failure = Cause.failureOption(cause)
+            const poison = Option.isSome(failure) && failure.value instanceof Task.InvalidTask
+              ? failure.value.message
+              : undefined
+            const execution = failed(errorFromCause(cause, task.encodeFailure), start, message.labels, poison)
+            if (Cause.isInterruptedOnly(cause)) return { ...execution, interrupted: true }
+            const retry = poison === undefined ? retryFor(task, cause, message.labels) : undefined
+            return retry === undefined ? execution : { ...execution, retry }
+          },
+          onSuccess: (value): Execution => {
             if (task.encodeSuccess === undefined) {
-              return { result: TaskResult.succeed(exit.value, seconds(start), message.labels), poison: undefined }
+              return { result: TaskResult.succeed(value, seconds(start), message.labels), poison: undefined }
             }
-            const encoded = task.encodeSuccess(exit.value)
+            const encoded = task.encodeSuccess(value)
             return Either.isRight(encoded)
               ? { result: TaskResult.succeed(encoded.right, seconds(start), message.labels), poison: undefined }
               : failed(
@@ -230,8 +229,8 @@ export const make = <const Tasks extends ReadonlyArray<Task.Any>>(
                 start,
                 message.labels
               )
-          })
-        )
+          }
+        })
       })
 
     return Executor.of({ execute, taskNames: [...byName.keys()] })

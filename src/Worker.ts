@@ -187,17 +187,34 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
         }
         const message = delivery.message.right
         const taskId = message.taskId
-        const queue = (result: TaskResult.TaskResult) => Effect.as(Queue.offer(completions, { delivery, taskId, result }), true)
+        const queue = (result: TaskResult.TaskResult) =>
+          Effect.sync(() => {
+            completions.unsafeOffer({ delivery, taskId, result })
+            return true
+          })
         if (isCancelled(taskId)) return queue(TaskHandle.cancelledResult("cancelled before it started"))
         if (delivery.deliveryCount > maxDeliveries) {
           const reason = `delivered ${delivery.deliveryCount} times (maxDeliveries ${maxDeliveries}); its workers kept dying or stalling`
           return Effect.as(deadLetter(delivery, taskId, poisonResult("MaxDeliveriesExceeded", reason, message.labels), reason), false)
         }
         running.set(taskId, self)
-        return restore(executor.execute(message, delivery.deliveryCount)).pipe(
-          Effect.ensuring(Effect.sync(() => running.delete(taskId))),
-          Effect.flatMap((execution): Effect.Effect<boolean, BrokerError> => {
-            if (cancelling.has(taskId)) return queue(TaskHandle.cancelledResult("cancelled while it ran"))
+        const handBack = (cause: Cause.Cause<unknown>) =>
+          Effect.logError(`message ${delivery.id} handed back for another attempt`, cause).pipe(
+            Effect.zipRight(Effect.ignore(consumer.release([delivery]))),
+            Effect.as(false)
+          )
+        return Effect.matchCauseEffect(restore(executor.execute(message, delivery.deliveryCount)), {
+          onFailure: (cause) => {
+            running.delete(taskId)
+            if (cancelling.delete(taskId)) return queue(TaskHandle.cancelledResult("cancelled while it ran"))
+            return Cause.isInterruptedOnly(cause) ? Effect.succeed(false) : handBack(cause)
+          },
+          onSuccess: (execution): Effect.Effect<boolean, BrokerError> => {
+            running.delete(taskId)
+            if (cancelling.delete(taskId)) return queue(TaskHandle.cancelledResult("cancelled while it ran"))
+            if (execution.poison === undefined && execution.retry === undefined && !execution.interrupted) {
+              return queue(execution.result)
+            }
             if (execution.poison !== undefined) {
               return Effect.as(deadLetter(delivery, taskId, execution.result, execution.poison), false)
             }
@@ -205,36 +222,23 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
             if (execution.interrupted) {
               return Effect.descriptorWith((d) => HashSet.size(d.interruptors) > 0 ? Effect.succeed(false) : queue(execution.result))
             }
-            if (execution.retry !== undefined) {
-              // Another attempt later, through the delayed queue: this message is done, its retry is a new one.
-              const { delayMs, labels } = execution.retry
-              return broker.publish({ ...message, labels }, { delayMs }).pipe(
-                Effect.zipRight(consumer.ack(delivery)),
-                Effect.as(false)
-              )
-            }
-            return queue(execution.result)
-          }),
-          Effect.catchAllCause((cause) =>
-            cancelling.has(taskId)
-              ? queue(TaskHandle.cancelledResult("cancelled while it ran"))
-              : Cause.isInterruptedOnly(cause)
-              ? Effect.succeed(false)
-              : Effect.logError(`message ${delivery.id} handed back for another attempt`, cause).pipe(
-                Effect.zipRight(Effect.ignore(consumer.release([delivery]))),
-                Effect.as(false)
-              )
-          ),
-          Effect.ensuring(Effect.sync(() => cancelling.delete(taskId)))
-        )
+            // Another attempt later, through the delayed queue: this message is done, its retry is a new one.
+            const { delayMs, labels } = execution.retry!
+            return broker.publish({ ...message, labels }, { delayMs }).pipe(
+              Effect.zipRight(consumer.ack(delivery)),
+              Effect.as(false)
+            )
+          }
+        })
       }).pipe(
-        Effect.catchAllCause((cause) =>
-          Effect.logError(`message ${delivery.id} handed back for another attempt`, cause).pipe(
-            Effect.zipRight(Effect.ignore(consumer.release([delivery]))),
-            Effect.as(false)
-          )
-        ),
-        Effect.flatMap((queued) => queued ? Effect.void : Effect.sync(() => releaseSlots(1)))
+        Effect.matchCauseEffect({
+          onFailure: (cause) =>
+            Effect.logError(`message ${delivery.id} handed back for another attempt`, cause).pipe(
+              Effect.zipRight(Effect.ignore(consumer.release([delivery]))),
+              Effect.zipRight(Effect.sync(() => releaseSlots(1)))
+            ),
+          onSuccess: (queued) => queued ? Effect.void : Effect.sync(() => releaseSlots(1))
+        })
       ))
 
     // A slot's message holds its place until the acker is done with it, unless it ended another way.
