@@ -76,13 +76,15 @@ export interface Consumer {
   readonly deadLetter: (delivery: Delivery, reason: string) => Effect.Effect<void, BrokerError>
   /**
    * Internal: saves results into a Redis result store on this consumer's own connection and acknowledges their
-   * messages after them, in one round trip. `false` (nothing done) when it cannot: another connection, or a
-   * result that cannot be encoded — then the caller saves and acknowledges the usual way.
+   * messages after them, in one round trip, and reads up to `readAhead` new messages in the same script (for the
+   * slots the batch frees). `undefined` (nothing done) when it cannot: another connection, or a result that
+   * cannot be encoded — then the caller saves and acknowledges the usual way.
    */
   readonly ackWithResults?: (
     batch: ReadonlyArray<Finished<Delivery>>,
-    store: RedisResultStore
-  ) => Effect.Effect<boolean, BrokerError>
+    store: RedisResultStore,
+    readAhead?: number
+  ) => Effect.Effect<ReadonlyArray<Delivery> | undefined, BrokerError>
 }
 
 /** Options for a consumer. */

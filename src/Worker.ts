@@ -89,6 +89,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     const completions = yield* Queue.unbounded<Completion>()
     yield* Queue.offerAll(freeSlots, Array.from({ length: max }, () => undefined))
     let held = 0
+    let stopping = false
     let onIdle: (() => void) | undefined
     const releaseSlots = (n: number) => {
       for (let i = 0; i < n; i++) freeSlots.unsafeOffer(undefined)
@@ -136,35 +137,52 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
           Effect.catchAll((e) => Effect.logWarning("idempotency keys could not be released; they expire on their own", e))
         )
     }
-    // Saving then acknowledging is one round trip when the consumer can write the backend's results itself.
+    // Saving then acknowledging is one round trip when the consumer can write the backend's results itself; the
+    // same script reads the next messages for the slots the batch frees (`readAhead`), so a busy worker needs no
+    // separate read either.
     const store = backend.redisStore
     const fused = ackPolicy === "when_saved" && store !== undefined && consumer.ackWithResults !== undefined
-      ? (batch: ReadonlyArray<Completion>) =>
-        Effect.catchAll(consumer.ackWithResults!(batch, store), () =>
-          Effect.retry(consumer.ackWithResults!(batch, store), { schedule: saveRetry }))
+      ? (batch: ReadonlyArray<Completion>, readAhead: number) =>
+        Effect.catchAll(consumer.ackWithResults!(batch, store, readAhead), () =>
+          Effect.retry(consumer.ackWithResults!(batch, store, readAhead), { schedule: saveRetry }))
       : undefined
     const twoSteps = (batch: ReadonlyArray<Completion>) => {
       const deliveries = batch.map((c) => c.delivery)
       const acked = ackPolicy === "when_received" ? Effect.void : consumer.ackMany(deliveries)
       return ackPolicy === "when_executed" ? Effect.zipRight(acked, saveAll(batch)) : Effect.zipRight(saveAll(batch), acked)
     }
-    const complete = (batch: ReadonlyArray<Completion>) =>
+    const none: ReadonlyArray<Delivery> = []
+    const complete = (batch: ReadonlyArray<Completion>, readAhead = 0): Effect.Effect<ReadonlyArray<Delivery>, BrokerError | BackendError> =>
       (fused === undefined
-        ? twoSteps(batch)
-        : Effect.flatMap(fused(batch), (done) => done ? Effect.void : twoSteps(batch))).pipe(
-          Effect.zipRight(releaseKeys(batch))
+        ? Effect.as(twoSteps(batch), none)
+        : Effect.flatMap(fused(batch, readAhead), (next) => next !== undefined ? Effect.succeed(next) : Effect.as(twoSteps(batch), none))).pipe(
+          Effect.tap(() => releaseKeys(batch))
         )
+    // The batch's slots are free again, except those the messages read ahead now hold.
+    const settle = (freed: number, next: ReadonlyArray<Delivery>) => {
+      for (const d of next) work.unsafeOffer(d)
+      for (let i = next.length; i < freed; i++) freeSlots.unsafeOffer(undefined)
+      held += next.length - freed
+      if (held === 0 && onIdle !== undefined) onIdle()
+    }
     // Waits for one completion, then yields once so that every slot finishing in the same turn joins the batch.
     const acker = Queue.take(completions).pipe(
       Effect.zipLeft(Effect.yieldNow()),
       Effect.flatMap((first) => Effect.map(Queue.takeUpTo(completions, 1023), (rest) => [first, ...rest])),
       Effect.flatMap((batch) => {
-        return complete(batch).pipe(
+        let next = none
+        return complete(batch, stopping ? 0 : batch.length).pipe(
+          Effect.tap((read) => Effect.sync(() => (next = read))),
           Effect.catchAllCause((cause) =>
             Effect.logError(`${batch.length} results could not be saved; their messages are handed back for another attempt`, cause)
               .pipe(Effect.zipRight(Effect.ignore(consumer.release(batch.map((c) => c.delivery)))))
           ),
-          Effect.ensuring(Effect.sync(() => releaseSlots(batch.length)))
+          // Read ahead while the worker began to shut down: handed back, not run.
+          Effect.ensuring(Effect.suspend(() =>
+            stopping && next.length > 0
+              ? Effect.ignore(consumer.release(next)).pipe(Effect.zipRight(Effect.sync(() => settle(batch.length, none))))
+              : Effect.sync(() => settle(batch.length, next))
+          ))
         )
       }),
       Effect.forever
@@ -316,6 +334,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     // runs; save and acknowledge what finished; the consumer's scope then hands back everything else.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
+        stopping = true
         yield* Fiber.interrupt(readerFiber)
         yield* Effect.async<void>((resume) => {
           if (held === 0) return resume(Effect.void)

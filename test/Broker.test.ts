@@ -421,7 +421,7 @@ describe("Redis broker", () => {
       assert.strictEqual(argOf(d!), 42)
     }))
 
-  it.scoped("ackWithResults stores the results, then acks, in one script — and declines a store on another connection", () =>
+  it.scoped("ackWithResults stores the results, acks, and reads ahead, in one script — and declines a store on another connection", () =>
     Effect.gen(function*() {
       const root = uniqueName("fused")
       const { queueName, resultPrefix } = names(root)
@@ -439,16 +439,21 @@ describe("Redis broker", () => {
         taskId: Either.getOrThrow(delivery.message).taskId,
         result: TaskResult.succeed(argOf(delivery), 0)
       }))
-      assert.isFalse(yield* consumer.ackWithResults!(batch, elsewhere.redisStore!), "another connection: not fused")
+      assert.isUndefined(yield* consumer.ackWithResults!(batch, elsewhere.redisStore!), "another connection: not fused")
       assert.strictEqual(yield* broker.size, 2)
-      assert.isTrue(yield* consumer.ackWithResults!(batch, backend.redisStore!))
-      assert.strictEqual(yield* broker.size, 0)
+      yield* broker.publish(message(3))
+      yield* broker.publish(message(4), { priority: "high" })
+      yield* broker.publish(message(5))
+      // The same script reads ahead for the freed slots: two, the high-priority one first.
+      const next = yield* consumer.ackWithResults!(batch, backend.redisStore!, 2)
+      assert.deepStrictEqual(next!.map((d) => [argOf(d), d.priority]), [[4, "high"], [3, "normal"]])
+      assert.strictEqual(yield* broker.size, 3, "the batch is gone; the read-ahead ones and message 5 are not")
       for (const c of batch) {
         const stored = yield* Effect.promise(() => raw.get(`${resultPrefix}:${c.taskId}`))
         assert.strictEqual(JSON.parse(stored!).return_value, argOf(c.delivery))
       }
       const pending = yield* Effect.promise(() => raw.xpending(queueName, "taskiq") as Promise<[number]>)
-      assert.strictEqual(pending[0], 0)
+      assert.strictEqual(pending[0], 1, "of the normal stream, only the message read ahead is pending")
     }))
 
   it.scoped("ack deletes the entry (XACK + XDEL): the stream holds only unfinished work", () =>

@@ -95,7 +95,10 @@ interface ScriptedRedis extends Redis {
   ): Promise<[string, Array<[string, Array<string> | null, number]>]>
   taskiqPublish(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<string | null>
   taskiqReleaseKeys(numberOfKeys: number, ...keysThenArgs: Array<string>): Promise<number>
-  taskiqComplete(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<number>
+  taskiqComplete(
+    numberOfKeys: number,
+    ...keysThenArgs: Array<string | number>
+  ): Promise<readonly [number, ReadonlyArray<[number, Array<[string, Array<string>]>]>]>
   taskiqMoveDue(delayed: string, high: string, normal: string, low: string, max: number): Promise<[number, number]>
   taskiqRequeueDead(dlq: string, normal: string, high: string, low: string, max: number, ...ids: Array<string>): Promise<number>
   taskiqRead(
@@ -506,9 +509,9 @@ export const make = (options: RedisBrokerOptions = {}) =>
         )
 
         // Results and acks in one script, when the results go to this connection's Redis (Taskiq.layerRedis).
-        const ackWithResults = (batch: ReadonlyArray<Finished<Delivery>>, store: RedisResultStore) =>
-          Effect.suspend(() => {
-            if (store.client !== conn.client || batch.length === 0) return Effect.succeed(false)
+        const ackWithResults = (batch: ReadonlyArray<Finished<Delivery>>, store: RedisResultStore, readAhead = 0) =>
+          Effect.suspend((): Effect.Effect<ReadonlyArray<Delivery> | undefined, BrokerError> => {
+            if (store.client !== conn.client || batch.length === 0) return Effect.succeed(undefined)
             const n = batch.length
             const keys: Array<string> = new Array(n + 4)
             const args: Array<string | number> = new Array(2 * n + 6)
@@ -519,7 +522,7 @@ export const make = (options: RedisBrokerOptions = {}) =>
             for (let i = 0; i < n; i++) {
               const c = batch[i]!
               const json = store.encode(c.taskId, c.result)
-              if (Either.isLeft(json)) return Effect.succeed(false)
+              if (Either.isLeft(json)) return Effect.succeed(undefined)
               keys[i + 1] = store.keyOf(c.taskId)
               args[i + 2] = json.right
               args[n + i + 2] = Inbox.replyChannel(c.result.labels)
@@ -532,14 +535,35 @@ export const make = (options: RedisBrokerOptions = {}) =>
             args[2 * n + 3] = ids.high.length
             args[2 * n + 4] = ids.normal.length
             args[2 * n + 5] = ids.low.length
+            // Reading ahead counts as a read for the lower priorities' turns, as any other.
+            const readNumber = readAhead > 0 ? turn++ : 0
             return Effect.tryPromise({
-              try: () => client.taskiqComplete(n + 4, ...keys, ...args, ...ids.high, ...ids.normal, ...ids.low),
+              try: () =>
+                client.taskiqComplete(
+                  n + 4,
+                  ...keys,
+                  ...args,
+                  ...ids.high,
+                  ...ids.normal,
+                  ...ids.low,
+                  name,
+                  Math.max(0, Math.floor(readAhead)),
+                  readNumber
+                ),
               catch: (c) => fail("Ack", c)
             }).pipe(
-              Effect.tap(() => {
+              Effect.catchAll((e) => errorText(e.cause).includes("NOGROUP") ? Effect.as(ensureGroup, [0, []] as const) : Effect.fail(e)),
+              Effect.map(([any, entries]) => {
                 for (const c of batch) held[c.delivery.priority].delete(c.delivery.id)
-              }),
-              Effect.as(true)
+                const next: Array<Delivery> = []
+                for (const [index, list] of entries) entriesOf(priorityAt(index), list, next)
+                for (const d of next) held[d.priority].add(d.id)
+                if (readAhead > 0) {
+                  prioritiesSeen = any === 1
+                  lastWasEmpty = next.length === 0
+                }
+                return next
+              })
             )
           })
 

@@ -141,11 +141,23 @@ export const make = (options: RedisResultBackendOptions = {}) =>
                 entry = created
               }
               entry.listeners.add(listener)
+              const current = entry
+              let timer: ReturnType<typeof setTimeout> | undefined
               try {
-                await entry.subscribed
+                // A SUBSCRIBE caught in a reconnect could stay unanswered: give up on it after a while (the
+                // caller retries with a fresh one), so that no wait outlives its timeout for want of a reply.
+                await Promise.race([
+                  current.subscribed,
+                  new Promise((_, reject) => {
+                    timer = setTimeout(() => reject(new Error(`no reply to SUBSCRIBE ${channel} within 5 s`)), 5_000)
+                  })
+                ])
               } catch (e) {
-                entry.listeners.delete(listener)
+                current.listeners.delete(listener)
+                if (channels.get(channel) === current && current.listeners.size === 0) channels.delete(channel)
                 throw e
+              } finally {
+                clearTimeout(timer)
               }
             },
             // Refused for want of permission, it will not be granted by waiting.

@@ -1,10 +1,14 @@
 -- Saves a batch's results and then acknowledges their messages, in one round trip: the results as
 -- set_results.lua does (a cancelled task keeps its TaskCancelled result; waiters are pushed each one), then
 -- XACK + XDEL of the entries per priority stream. Should a SET fail, the script stops before any ack.
+-- Then, when asked, it reads the next messages for the slots the batch frees, as read.lua does (higher
+-- priorities first, the lower ones' turns kept): one round trip per batch instead of two.
 -- KEYS[1] cancelled-tasks set; KEYS[2..n+1] result keys; KEYS[n+2], KEYS[n+3], KEYS[n+4] high, normal, low streams
 -- ARGV[1] result TTL, ms; ARGV[2] n; ARGV[3..n+2] the results' JSON; ARGV[n+3..2n+2] the inbox each is also
 -- pushed to ('' for none; the message is the key, a newline, the JSON); ARGV[2n+3] consumer group;
--- ARGV[2n+4..2n+6] how many entry ids of each stream follow (high, normal, low); then the ids, in that order
+-- ARGV[2n+4..2n+6] how many entry ids of each stream follow (high, normal, low); then the ids, in that order;
+-- then the consumer's name, how many messages to read (0: none), and its read number.
+-- Returns { any high or low entry (1/0), { { priority index, { { id, fields }, ... } }, ... } }
 local n = tonumber(ARGV[2])
 local anyCancelled = redis.call('EXISTS', KEYS[1]) == 1
 for i = 1, n do
@@ -28,4 +32,20 @@ for s = 1, 3 do
     at = at + count
   end
 end
-return n
+local consumer, left, turn = ARGV[at], tonumber(ARGV[at + 1] or 0), tonumber(ARGV[at + 2] or 0) % 8
+local out = {}
+if left and left > 0 then
+  local order = { 1, 2, 3 }
+  if turn == 3 then order = { 2, 3, 1 } elseif turn == 7 then order = { 3, 2, 1 } end
+  for _, i in ipairs(order) do
+    if left <= 0 then break end
+    local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', left, 'STREAMS', KEYS[n + 1 + i], '>')
+    if r and r[1] and #r[1][2] > 0 then
+      out[#out + 1] = { i, r[1][2] }
+      left = left - #r[1][2]
+    end
+  end
+end
+local any = 0
+if redis.call('XLEN', KEYS[n + 2]) + redis.call('XLEN', KEYS[n + 4]) > 0 then any = 1 end
+return { any, out }
