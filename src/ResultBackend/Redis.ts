@@ -114,9 +114,16 @@ export const make = (options: RedisResultBackendOptions = {}) =>
             })
             // Whatever was published while the subscriber was reconnecting was missed: listeners read again.
             let first = true
+            // ioredis emits "ready" before it sends the SUBSCRIBEs again: catching up then could read before the
+            // subscriptions are back and miss what is published in between. A PING queued behind them answers
+            // once they are.
             sub.on("ready", () => {
               if (first) return void (first = false)
-              for (const entry of channels.values()) for (const l of entry.listeners) l.onResubscribed()
+              queueMicrotask(() =>
+                sub.ping().then(() => {
+                  for (const entry of channels.values()) for (const l of entry.listeners) l.onResubscribed()
+                }, () => undefined) // killed again: the next "ready" catches up
+              )
             })
           })
         )
