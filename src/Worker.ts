@@ -18,6 +18,7 @@ import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import { type AckPolicy, Broker, BrokerError, type Consumer, type Delivery, idempotencyLabel } from "./Broker.js"
 import { Executor } from "./Executor.js"
+import { Handoff } from "./internal/handoff.js"
 import { type BackendError, isPermanent, minCancelTtlMs, ResultBackend } from "./ResultBackend.js"
 import * as TaskHandle from "./TaskHandle.js"
 import * as TaskProgress from "./TaskProgress.js"
@@ -84,15 +85,15 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
 
     // A message holds a slot from the read until its acknowledgement: so the worker never holds more
     // messages than it can run (bounded prefetch), even while finished tasks wait for the acker.
-    const work = yield* Queue.unbounded<Delivery>()
-    const freeSlots = yield* Queue.unbounded<void>()
-    const completions = yield* Queue.unbounded<Completion>()
-    yield* Queue.offerAll(freeSlots, Array.from({ length: max }, () => undefined))
+    const work = new Handoff<Delivery>()
+    const freeSlots = new Handoff<void>()
+    const completions = new Handoff<Completion>()
+    for (let i = 0; i < max; i++) freeSlots.offer(undefined)
     let held = 0
     let stopping = false
     let onIdle: (() => void) | undefined
     const releaseSlots = (n: number) => {
-      for (let i = 0; i < n; i++) freeSlots.unsafeOffer(undefined)
+      for (let i = 0; i < n; i++) freeSlots.offer(undefined)
       held -= n
       if (held === 0 && onIdle !== undefined) onIdle()
     }
@@ -160,15 +161,15 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
         )
     // The batch's slots are free again, except those the messages read ahead now hold.
     const settle = (freed: number, next: ReadonlyArray<Delivery>) => {
-      for (const d of next) work.unsafeOffer(d)
-      for (let i = next.length; i < freed; i++) freeSlots.unsafeOffer(undefined)
+      for (const d of next) work.offer(d)
+      for (let i = next.length; i < freed; i++) freeSlots.offer(undefined)
       held += next.length - freed
       if (held === 0 && onIdle !== undefined) onIdle()
     }
     // Waits for one completion, then yields once so that every slot finishing in the same turn joins the batch.
-    const acker = Queue.take(completions).pipe(
+    const acker = completions.take.pipe(
       Effect.zipLeft(Effect.yieldNow()),
-      Effect.flatMap((first) => Effect.map(Queue.takeUpTo(completions, 1023), (rest) => [first, ...rest])),
+      Effect.map((first) => [first, ...completions.takeUpTo(1023)]),
       Effect.flatMap((batch) => {
         let next = none
         return complete(batch, stopping ? 0 : batch.length).pipe(
@@ -207,7 +208,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
         const taskId = message.taskId
         const queue = (result: TaskResult.TaskResult) =>
           Effect.sync(() => {
-            completions.unsafeOffer({ delivery, taskId, result })
+            completions.offer({ delivery, taskId, result })
             return true
           })
         if (isCancelled(taskId)) return queue(TaskHandle.cancelledResult("cancelled before it started"))
@@ -263,28 +264,28 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     // Progress goes to this worker's backend: set once per slot fiber, inherited by what a handler forks.
     const slot = Effect.withFiberRuntime<never, never>((self) =>
       FiberRef.set(TaskProgress.reporterRef, Option.some(backend.setProgress)).pipe(
-        Effect.zipRight(Effect.forever(Effect.flatMap(Queue.take(work), (delivery) => process(delivery, self))))
+        Effect.zipRight(Effect.forever(Effect.flatMap(work.take, (delivery) => process(delivery, self))))
       )
     )
 
     const readRetry = Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))
     const reader = Effect.gen(function*() {
       // Slots come back a batch at a time: after the first, yield once so the read asks for all of them.
-      yield* Queue.take(freeSlots)
+      yield* freeSlots.take
       yield* Effect.yieldNow()
-      const free = 1 + (yield* Queue.takeUpTo(freeSlots, max - 1)).length
+      const free = 1 + freeSlots.takeUpTo(max - 1).length
       const deliveries = yield* consumer.read(free).pipe(
         Effect.tapError((e) => Effect.logWarning("reading the queue failed; retrying", e)),
         Effect.retry(readRetry),
         Effect.onInterrupt(() => Effect.sync(() => {
-          for (let i = 0; i < free; i++) freeSlots.unsafeOffer(undefined)
+          for (let i = 0; i < free; i++) freeSlots.offer(undefined)
         }))
       )
       // One synchronous step, so that an interruption never separates counting from queueing.
       yield* Effect.sync(() => {
         held += deliveries.length
-        for (const d of deliveries) work.unsafeOffer(d)
-        for (let i = deliveries.length; i < free; i++) freeSlots.unsafeOffer(undefined)
+        for (const d of deliveries) work.offer(d)
+        for (let i = deliveries.length; i < free; i++) freeSlots.offer(undefined)
       })
       if (ackPolicy === "when_received" && deliveries.length > 0) {
         yield* consumer.ackMany(deliveries).pipe(Effect.retry(readRetry))
@@ -348,7 +349,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
         )
         yield* FiberSet.clear(fibers)
         yield* Fiber.interrupt(ackerFiber)
-        const finished = Array.from(yield* Queue.takeAll(completions))
+        const finished = completions.takeAll()
         if (finished.length > 0) {
           yield* complete(finished).pipe(Effect.timeout("5 seconds"), Effect.ignoreLogged)
           releaseSlots(finished.length)
