@@ -7,6 +7,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import type * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -145,6 +146,31 @@ const failed = (error: TaskResult.TaskError, start: number, labels: TaskMessage[
   poison
 })
 
+// A run's outcome as an Execution; a function made once (tsx's keepNames costs every closure made per task).
+const toExecution = (task: Task.Any, message: TaskMessage, start: number, exit: Exit.Exit<unknown, unknown>): Execution => {
+  if (exit._tag === "Failure") {
+    const cause = exit.cause
+    // A task that cannot run as asked (kc.exec naming a forbidden module…) will never succeed: poison.
+    const failure = Cause.failureOption(cause)
+    const poison = Option.isSome(failure) && failure.value instanceof Task.InvalidTask ? failure.value.message : undefined
+    const execution = failed(errorFromCause(cause, task.encodeFailure), start, message.labels, poison)
+    if (Cause.isInterruptedOnly(cause)) return { ...execution, interrupted: true }
+    const retry = poison === undefined ? retryFor(task, cause, message.labels) : undefined
+    return retry === undefined ? execution : { ...execution, retry }
+  }
+  if (task.encodeSuccess === undefined) {
+    return { result: TaskResult.succeed(exit.value, seconds(start), message.labels), poison: undefined }
+  }
+  const encoded = task.encodeSuccess(exit.value)
+  return Either.isRight(encoded)
+    ? { result: TaskResult.succeed(encoded.right, seconds(start), message.labels), poison: undefined }
+    : failed(
+      { excType: "ResultEncodeError", excMessage: [ParseResult.TreeFormatter.formatErrorSync(encoded.left)], excModule: ownModule },
+      start,
+      message.labels
+    )
+}
+
 /** An executor for these declared tasks; the handlers' services are taken from the context it is built in. */
 export const make = <const Tasks extends ReadonlyArray<Task.Any>>(
   tasks: Tasks
@@ -201,36 +227,10 @@ export const make = <const Tasks extends ReadonlyArray<Task.Any>>(
           deliveryCount,
           labels: message.labels
         }
-        return Effect.matchCause(Effect.zipRight(FiberRef.set(CurrentTask.ref, Option.some(info)), provide(run)), {
-          onFailure: (cause): Execution => {
-            // A task that cannot run as asked (kc.exec naming a forbidden module…) will never succeed: poison.
-            const failure = Cause.failureOption(cause)
-            const poison = Option.isSome(failure) && failure.value instanceof Task.InvalidTask
-              ? failure.value.message
-              : undefined
-            const execution = failed(errorFromCause(cause, task.encodeFailure), start, message.labels, poison)
-            if (Cause.isInterruptedOnly(cause)) return { ...execution, interrupted: true }
-            const retry = poison === undefined ? retryFor(task, cause, message.labels) : undefined
-            return retry === undefined ? execution : { ...execution, retry }
-          },
-          onSuccess: (value): Execution => {
-            if (task.encodeSuccess === undefined) {
-              return { result: TaskResult.succeed(value, seconds(start), message.labels), poison: undefined }
-            }
-            const encoded = task.encodeSuccess(value)
-            return Either.isRight(encoded)
-              ? { result: TaskResult.succeed(encoded.right, seconds(start), message.labels), poison: undefined }
-              : failed(
-                {
-                  excType: "ResultEncodeError",
-                  excMessage: [ParseResult.TreeFormatter.formatErrorSync(encoded.left)],
-                  excModule: ownModule
-                },
-                start,
-                message.labels
-              )
-          }
-        })
+        return Effect.map(
+          Effect.exit(Effect.zipRight(FiberRef.set(CurrentTask.ref, Option.some(info)), provide(run))),
+          (exit) => toExecution(task, message, start, exit)
+        )
       })
 
     return Executor.of({ execute, taskNames: [...byName.keys()] })

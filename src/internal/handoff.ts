@@ -5,6 +5,9 @@
  */
 import * as Effect from "effect/Effect"
 
+// Made by a function, so that the closure is anonymous (tsx's keepNames names, at a cost, every named one).
+const takerFor = <A>(resume: (effect: Effect.Effect<A>) => void) => (a: A) => resume(Effect.succeed(a))
+
 /** Items waiting, and takers waiting for items (never both at once). */
 export class Handoff<A> {
   private items: Array<A> = []
@@ -44,7 +47,7 @@ export class Handoff<A> {
     this.size > 0
       ? Effect.succeed(this.next())
       : Effect.async<A>((resume) => {
-        const taker = (a: A) => resume(Effect.succeed(a))
+        const taker = takerFor(resume)
         this.takers.add(taker)
         return Effect.sync(() => void this.takers.delete(taker))
       })
