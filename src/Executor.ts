@@ -8,7 +8,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Exit from "effect/Exit"
-import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
@@ -228,7 +227,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.Any>>(
           labels: message.labels
         }
         return Effect.map(
-          Effect.exit(Effect.zipRight(FiberRef.set(CurrentTask.ref, Option.some(info)), provide(run))),
+          Effect.exit(Effect.zipRight(Effect.withFiberRuntime((fiber) => CurrentTask.set(fiber, info)), provide(run))),
           (exit) => toExecution(task, message, start, exit)
         )
       })

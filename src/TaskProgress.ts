@@ -39,7 +39,7 @@ export const reporterRef: FiberRef.FiberRef<
 )
 
 const report = (state: string, meta: unknown): Effect.Effect<void, ProgressError> =>
-  Effect.flatMap(FiberRef.get(CurrentTask.ref), (task): Effect.Effect<void, ProgressError> =>
+  Effect.flatMap(CurrentTask.option, (task): Effect.Effect<void, ProgressError> =>
     Option.isNone(task)
       ? Effect.fail(new NotInTask({ detail: "no task is running on this fiber (call it from a task handler)" }))
       : Effect.flatMap(FiberRef.get(reporterRef), (reporter): Effect.Effect<void, ProgressError> =>

@@ -18,6 +18,7 @@ import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import { type AckPolicy, Broker, BrokerError, type Consumer, type Delivery, idempotencyLabel } from "./Broker.js"
+import * as CurrentTask from "./CurrentTask.js"
 import { type Execution, Executor } from "./Executor.js"
 import { Handoff } from "./internal/handoff.js"
 import { type BackendError, isPermanent, minCancelTtlMs, ResultBackend } from "./ResultBackend.js"
@@ -271,6 +272,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     // Progress goes to this worker's backend: set once per slot fiber, inherited by what a handler forks.
     const slot = Effect.withFiberRuntime<never, never>((self) =>
       FiberRef.set(TaskProgress.reporterRef, Option.some(backend.setProgress)).pipe(
+        Effect.zipRight(CurrentTask.own),
         Effect.zipRight(Effect.forever(Effect.flatMap(work.take, (delivery) => process(delivery, self))))
       )
     )
