@@ -135,6 +135,7 @@ export const encode = (
           return undefined
         }),
     releaseIdempotencyKeys: () => Effect.die("not used"),
+    publishManyRaw: () => Effect.die("not used"),
     consumer: () => Effect.die("not used"),
     deadLetters: () => Effect.die("not used"),
     requeueDeadLetters: () => Effect.die("not used"),

@@ -135,6 +135,11 @@ export interface Task<Args extends ReadonlyArray<any>, A, E = never, R = never> 
   readonly decodeFailure: Codec<unknown, E>
   /** Submits the task with these arguments. */
   readonly kiq: (...args: Args) => Effect.Effect<TaskHandle.TaskHandle<A, E>, ScheduleError, Broker>
+  /** Submits many runs at once (one round trip per thousand); their handles, in order. */
+  readonly kiqMany: (
+    argsList: Iterable<Args>,
+    options?: SubmitOptions
+  ) => Effect.Effect<Array<TaskHandle.TaskHandle<A, E>>, ScheduleError, Broker>
   /** Phantom: the services the handler needs. */
   readonly _R?: (_: never) => R
 }
@@ -172,7 +177,8 @@ export const make = <H extends (...args: any) => any>(
     decodeSuccess: compile(options.success, "decode"),
     encodeFailure: compile(options.failure, "encode"),
     decodeFailure: compile(options.failure, "decode"),
-    kiq: (...args) => submit(task, args, {})
+    kiq: (...args) => submit(task, args, {}),
+    kiqMany: (argsList, options) => submitMany(task, argsList, options)
   }
   return task
 }
@@ -207,6 +213,79 @@ const delayMsOf = (options: SubmitOptions): number | undefined =>
     ? options.at.getTime() - Date.now()
     : undefined
 
+// One submission, encoded: its id, wire JSON and what it asks of the broker; or why it cannot be submitted.
+interface Encoded {
+  readonly taskId: string
+  readonly json: string
+  readonly replyTo: string | undefined
+  readonly idempotencyTtlMs: number | undefined
+}
+
+const encodeSubmission = <Args extends ReadonlyArray<any>, A, E, R>(
+  task: Task<Args, A, E, R>,
+  args: Args,
+  options: SubmitOptions,
+  priority: Priority | undefined
+): Either.Either<Encoded, InvalidTask> => {
+  let wireArgs: ReadonlyArray<unknown> = args
+  if (task.encodeArgs !== undefined) {
+    const encoded = task.encodeArgs(args)
+    if (Either.isLeft(encoded)) {
+      return Either.left(
+        new InvalidTask({
+          reason: "InvalidArguments",
+          taskName: task.name,
+          detail: ParseResult.TreeFormatter.formatErrorSync(encoded.left)
+        })
+      )
+    }
+    wireArgs = encoded.right
+  }
+  const taskId = TaskMessage.makeTaskId()
+  const idempotencyTtlMs = options.idempotencyTtl === undefined
+    ? undefined
+    : Duration.toMillis(Duration.decode(options.idempotencyTtl))
+  if (options.idempotencyKey !== undefined && (options.idempotencyKey === "" || (idempotencyTtlMs !== undefined && !(idempotencyTtlMs >= 1)))) {
+    return Either.left(
+      new InvalidTask({
+        reason: "InvalidOptions",
+        taskName: task.name,
+        detail: options.idempotencyKey === ""
+          ? "idempotencyKey must not be empty"
+          : `idempotencyTtl must be at least 1 ms, got ${idempotencyTtlMs} ms`
+      })
+    )
+  }
+  // Extra labels only when asked for: a plain submission's message is what it always was.
+  let labels: TaskMessage.Labels = options.labels === undefined ? task.labels : { ...task.labels, ...options.labels }
+  const replyTo = Inbox.isOpen() ? Inbox.channel : undefined
+  if (
+    options.timeout !== undefined || priority !== undefined || replyTo !== undefined ||
+    (options.idempotencyKey !== undefined && idempotencyTtlMs === undefined)
+  ) {
+    const extra: Record<string, TaskMessage.LabelValue> = { ...labels }
+    // This process has a result inbox open: the worker pushes the result there too (see internal/inbox.ts).
+    if (replyTo !== undefined) extra[Inbox.label] = replyTo
+    if (options.timeout !== undefined) extra.timeout = Duration.toMillis(Duration.decode(options.timeout)) / 1000
+    if (priority !== undefined) extra[priorityLabel] = priority
+    // Held until the task finishes: the worker that finishes it lets the key go.
+    if (options.idempotencyKey !== undefined && idempotencyTtlMs === undefined) extra[idempotencyLabel] = options.idempotencyKey
+    labels = extra
+  }
+  const message: TaskMessage.TaskMessage = { taskId, taskName: task.name, labels, args: wireArgs, kwargs: options.kwargs ?? {} }
+  try {
+    return Either.right({ taskId, json: TaskMessage.encodeJson(message), replyTo, idempotencyTtlMs })
+  } catch (cause) {
+    return Either.left(
+      new InvalidTask({
+        reason: "NotSerializable",
+        taskName: task.name,
+        detail: `arguments must be JSON-serializable or the task must declare an args Schema: ${(cause as Error).message}`
+      })
+    )
+  }
+}
+
 /** Encodes the arguments, publishes the message and returns its handle. */
 export const submit = <Args extends ReadonlyArray<any>, A, E, R>(
   task: Task<Args, A, E, R>,
@@ -214,73 +293,10 @@ export const submit = <Args extends ReadonlyArray<any>, A, E, R>(
   options: SubmitOptions
 ): Effect.Effect<TaskHandle.TaskHandle<A, E>, ScheduleError, Broker> =>
   Effect.flatMap(Broker, (broker): Effect.Effect<TaskHandle.TaskHandle<A, E>, ScheduleError> => {
-    let wireArgs: ReadonlyArray<unknown> = args
-    if (task.encodeArgs !== undefined) {
-      const encoded = task.encodeArgs(args)
-      if (Either.isLeft(encoded)) {
-        return Effect.fail(
-          new InvalidTask({
-            reason: "InvalidArguments",
-            taskName: task.name,
-            detail: ParseResult.TreeFormatter.formatErrorSync(encoded.left)
-          })
-        )
-      }
-      wireArgs = encoded.right
-    }
-    const taskId = TaskMessage.makeTaskId()
     const priority = options.priority ?? task.priority
-    const idempotencyTtlMs = options.idempotencyTtl === undefined
-      ? undefined
-      : Duration.toMillis(Duration.decode(options.idempotencyTtl))
-    if (options.idempotencyKey !== undefined && (options.idempotencyKey === "" || (idempotencyTtlMs !== undefined && !(idempotencyTtlMs >= 1)))) {
-      return Effect.fail(
-        new InvalidTask({
-          reason: "InvalidOptions",
-          taskName: task.name,
-          detail: options.idempotencyKey === ""
-            ? "idempotencyKey must not be empty"
-            : `idempotencyTtl must be at least 1 ms, got ${idempotencyTtlMs} ms`
-        })
-      )
-    }
-    // Extra labels only when asked for: a plain submission's message is what it always was.
-    let labels: TaskMessage.Labels = options.labels === undefined ? task.labels : { ...task.labels, ...options.labels }
-    const replyTo = Inbox.isOpen() ? Inbox.channel : undefined
-    if (
-      options.timeout !== undefined || priority !== undefined || replyTo !== undefined ||
-      (options.idempotencyKey !== undefined && idempotencyTtlMs === undefined)
-    ) {
-      const extra: Record<string, TaskMessage.LabelValue> = { ...labels }
-      // This process has a result inbox open: the worker pushes the result there too (see internal/inbox.ts).
-      if (replyTo !== undefined) extra[Inbox.label] = replyTo
-      if (options.timeout !== undefined) extra.timeout = Duration.toMillis(Duration.decode(options.timeout)) / 1000
-      if (priority !== undefined) extra[priorityLabel] = priority
-      // Held until the task finishes: the worker that finishes it lets the key go.
-      if (options.idempotencyKey !== undefined && idempotencyTtlMs === undefined) extra[idempotencyLabel] = options.idempotencyKey
-      labels = extra
-    }
-    const message: TaskMessage.TaskMessage = {
-      taskId,
-      taskName: task.name,
-      labels,
-      args: wireArgs,
-      kwargs: options.kwargs ?? {}
-    }
-    let json: string
-    try {
-      json = TaskMessage.encodeJson(message)
-    } catch (cause) {
-      return Effect.fail(
-        new InvalidTask({
-          reason: "NotSerializable",
-          taskName: task.name,
-          detail: `arguments must be JSON-serializable or the task must declare an args Schema: ${
-            (cause as Error).message
-          }`
-        })
-      )
-    }
+    const encoded = encodeSubmission(task, args, options, priority)
+    if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
+    const { idempotencyTtlMs, json, replyTo, taskId } = encoded.right
     const delayMs = delayMsOf(options)
     const publishOptions = delayMs === undefined && priority === undefined && options.idempotencyKey === undefined
       ? undefined
@@ -300,4 +316,36 @@ export const submit = <Args extends ReadonlyArray<any>, A, E, R>(
           ? TaskHandle.make(taskId, task.name, broker.queueName, task, false, replyTo)
           : TaskHandle.make(holder, task.name, broker.queueName, task, true)
     )
+  })
+
+/**
+ * Submits many runs of a task at once — one round trip per thousand, like BullMQ's `addBulk` — and returns their
+ * handles in order. Every submission is validated first: one bad set of arguments fails the call and publishes
+ * nothing. Takes the options of a submission except `delay`, `at` and `idempotencyKey` (submit those one by one).
+ */
+export const submitMany = <Args extends ReadonlyArray<any>, A, E, R>(
+  task: Task<Args, A, E, R>,
+  argsList: Iterable<Args>,
+  options: SubmitOptions = {}
+): Effect.Effect<Array<TaskHandle.TaskHandle<A, E>>, ScheduleError, Broker> =>
+  Effect.flatMap(Broker, (broker): Effect.Effect<Array<TaskHandle.TaskHandle<A, E>>, ScheduleError> => {
+    if (options.delay !== undefined || options.at !== undefined || options.idempotencyKey !== undefined) {
+      return Effect.fail(
+        new InvalidTask({
+          reason: "InvalidOptions",
+          taskName: task.name,
+          detail: "kiqMany takes no delay, at or idempotencyKey: submit such tasks one by one (kiq / scheduleWith)"
+        })
+      )
+    }
+    const priority = options.priority ?? task.priority
+    const jsons: Array<string> = []
+    const handles: Array<TaskHandle.TaskHandle<A, E>> = []
+    for (const args of argsList) {
+      const encoded = encodeSubmission(task, args, options, priority)
+      if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
+      jsons.push(encoded.right.json)
+      handles.push(TaskHandle.make(encoded.right.taskId, task.name, broker.queueName, task, false, encoded.right.replyTo))
+    }
+    return Effect.as(broker.publishManyRaw(jsons, priority), handles)
   })

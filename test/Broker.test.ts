@@ -314,6 +314,21 @@ const contract = (label: string, makeLayer: (root: string, options?: { maxMessag
         })
       )))
 
+    it.scoped("publishManyRaw publishes many in order, of one priority; one too large and none is published", () =>
+      withBroker((broker) =>
+        Effect.gen(function*() {
+          yield* broker.publishManyRaw(Array.from({ length: 1500 }, (_, i) => TaskMessage.encodeJson(message(i))))
+          yield* broker.publishManyRaw([TaskMessage.encodeJson(message("urgent"))], "high")
+          assert.strictEqual(yield* broker.size, 1501)
+          const consumer = yield* broker.consumer({ blockMs: 50 })
+          const got = yield* readN(consumer, 1501, 40)
+          assert.deepStrictEqual(got.map(argOf), ["urgent", ...Array.from({ length: 1500 }, (_, i) => i)])
+          yield* consumer.ackMany(got)
+          const error = yield* Effect.flip(broker.publishManyRaw([TaskMessage.encodeJson(message(1)), "x".repeat(2_000)]))
+          assert.strictEqual(error.reason, "MessageTooLarge")
+          assert.strictEqual(yield* broker.size, 0, "none of the batch was published")
+        }), { maxMessageBytes: 1_000 }))
+
     it.scoped("refuses a message over maxMessageBytes with a typed error", () =>
       withBroker((broker) =>
         Effect.gen(function*() {

@@ -7,6 +7,7 @@ import * as Duration from "effect/Duration"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type { Redis } from "ioredis"
 import { Broker } from "../src/Broker.js"
@@ -655,4 +656,34 @@ describe("Worker with a Redis user that may not subscribe", () => {
       assert.include(error, "grant the Redis user &__taskiq_*")
       assert.notInclude(error, "app-pw")
     }), { timeout: 40_000 })
+})
+
+describe("Worker: bulk submission", () => {
+  it.scopedLive("kiqMany submits a thousand tasks in a few round trips; each runs once and its handle gets its result", () =>
+    Effect.gen(function*() {
+      const ctx = yield* infraIn(uniqueName("w-bulk"))
+      yield* startWorker(ctx)
+      const handles = yield* inCtx(ctx, tasks.add.kiqMany(Array.from({ length: 1000 }, (_, i) => [i, 1] as const)))
+      assert.strictEqual(new Set(handles.map((h) => h.taskId)).size, 1000)
+      const sums = yield* inCtx(ctx, Effect.forEach(handles, (h) => h.result({ timeout: "20 seconds" }), { concurrency: "unbounded" }))
+      assert.deepStrictEqual(sums, Array.from({ length: 1000 }, (_, i) => i + 1))
+      const urgent = yield* inCtx(ctx, tasks.add.kiqMany([[40, 2]], { priority: "high", labels: { tenant: "acme" } }))
+      const result = yield* inCtx(ctx, urgent[0]!.waitResult({ timeout: "5 seconds" }))
+      assert.strictEqual(result.returnValue, 42)
+      assert.strictEqual(result.labels.priority, "high")
+      assert.strictEqual(result.labels.tenant, "acme")
+    }))
+
+  it.scopedLive("kiqMany validates every submission before publishing any; delays and idempotency keys are refused", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-bulk-bad")
+      const ctx = yield* infraIn(root)
+      const strict = Task.make("t.strict", (n: number) => Effect.succeed(n), { args: Schema.Tuple(Schema.Number) })
+      const bad = yield* inCtx(ctx, strict.kiqMany([[1], ["two" as unknown as number], [3]])).pipe(Effect.flip)
+      assert.strictEqual(bad._tag, "InvalidTask")
+      assert.strictEqual((bad as Task.InvalidTask).reason, "InvalidArguments")
+      const delayed = yield* inCtx(ctx, strict.kiqMany([[1]], { delay: "1 second" })).pipe(Effect.flip)
+      assert.strictEqual((delayed as Task.InvalidTask).reason, "InvalidOptions")
+      assert.strictEqual(yield* inCtx(ctx, Effect.flatMap(Broker, (b) => b.size)), 0, "nothing was published")
+    }))
 })

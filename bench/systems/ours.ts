@@ -26,11 +26,11 @@ export const makeOurs = async (options: TargetOptions): Promise<Target> => {
     sequential: (n) => runtime.runPromise(Effect.forEach(range(n), () => noop.kiq(), { discard: true })),
     concurrent: (n, inFlight) =>
       runtime.runPromise(Effect.forEach(range(n), () => noop.kiq(), { concurrency: inFlight, discard: true })),
-    // All kiq calls of a batch at once: the connection auto-pipelines them into few round trips.
+    // One kiqMany per batch (as BullMQ's addBulk): one script per thousand messages.
     batched: (n, batch) =>
       runtime.runPromise(Effect.forEach(
         batches(n, batch),
-        (size) => Effect.forEach(range(size), () => noop.kiq(), { concurrency: "unbounded", discard: true }),
+        (size) => noop.kiqMany(Array.from({ length: size }, () => [] as [])),
         { discard: true }
       )),
     outstanding: () => runtime.runPromise(Effect.flatMap(Broker.Broker, (broker) => broker.size)),

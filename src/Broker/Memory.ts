@@ -220,6 +220,21 @@ export const make = (options: MemoryBrokerOptions = {}) =>
           publishTo(publishOptions?.priority ?? priorityOf(message.labels), TaskMessage.encodeJson(message), publishOptions)
         ),
       publishRaw,
+      publishManyRaw: (data, priority = "normal") =>
+        Effect.suspend(() => {
+          for (const d of data) {
+            if (Buffer.byteLength(d) > maxMessageBytes) {
+              return Effect.fail(
+                new BrokerError({
+                  reason: "MessageTooLarge",
+                  detail: `${Buffer.byteLength(d)} bytes is over maxMessageBytes (${maxMessageBytes})`,
+                  queue: queueName
+                })
+              )
+            }
+          }
+          return Effect.forEach(data, (d) => publishTo(priority, d), { discard: true })
+        }),
       releaseIdempotencyKeys: (keys) =>
         Effect.sync(() => {
           for (const { key, taskId } of keys) if (idempotencyKeys.get(key)?.taskId === taskId) idempotencyKeys.delete(key)

@@ -76,6 +76,7 @@ const scripts = {
   requeueDead: { numberOfKeys: 4, lua: script("requeue_dead") },
   read: { numberOfKeys: 3, lua: script("read") },
   complete: { lua: script("complete") },
+  publishMany: { numberOfKeys: 1, lua: script("publish_many") },
   // These take a varying number of keys: it is the first argument of each call.
   publish: { lua: script("publish") },
   releaseKeys: { lua: script("release_keys") }
@@ -95,6 +96,7 @@ interface ScriptedRedis extends Redis {
   ): Promise<[string, Array<[string, Array<string> | null, number]>]>
   taskiqPublish(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<string | null>
   taskiqReleaseKeys(numberOfKeys: number, ...keysThenArgs: Array<string>): Promise<number>
+  taskiqPublishMany(stream: string, signed: "0" | "1", ...data: Array<string>): Promise<number>
   taskiqComplete(
     numberOfKeys: number,
     ...keysThenArgs: Array<string | number>
@@ -260,6 +262,27 @@ export const make = (options: RedisBrokerOptions = {}) =>
 
     const publishRaw = (data: string, publishOptions?: PublishOptions) =>
       publishTo(publishOptions?.priority ?? "normal", data, publishOptions)
+
+    const publishManyRaw = (data: ReadonlyArray<string>, priority: Priority = "normal") =>
+      Effect.suspend(() => {
+        for (const d of data) if (d.length * 3 > maxMessageBytes && Buffer.byteLength(d) > maxMessageBytes) return Effect.fail(tooLarge(d))
+        return Effect.tryPromise({
+          try: async () => {
+            // A thousand a script: one script should not block Redis for long.
+            for (let i = 0; i < data.length; i += 1000) {
+              const chunk = data.slice(i, i + 1000)
+              if (signer === undefined) {
+                await client.taskiqPublishMany(streamOf(priority), "0", ...chunk)
+              } else {
+                const args: Array<string> = []
+                for (const d of chunk) args.push(d, signer.sign(d))
+                await client.taskiqPublishMany(streamOf(priority), "1", ...args)
+              }
+            }
+          },
+          catch: (c) => fail("Publish", c)
+        })
+      })
 
     const releaseIdempotencyKeys = (entries: ReadonlyArray<{ readonly key: string; readonly taskId: string }>) =>
       entries.length === 0 ? Effect.void : Effect.tryPromise({
@@ -645,6 +668,7 @@ export const make = (options: RedisBrokerOptions = {}) =>
           publishTo(publishOptions?.priority ?? priorityOf(message.labels), TaskMessage.encodeJson(message), publishOptions)
         ),
       publishRaw,
+      publishManyRaw,
       releaseIdempotencyKeys,
       delayedSize: Effect.tryPromise({ try: () => client.zcard(k.delayed), catch: (c) => fail("Read", c) }),
       consumer,
