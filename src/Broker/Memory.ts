@@ -54,17 +54,18 @@ export const make = (options: MemoryBrokerOptions = {}) =>
     }
 
     const timers = new Set<ReturnType<typeof setTimeout>>()
+    const tooLarge = (data: string) =>
+      Buffer.byteLength(data) > maxMessageBytes
+        ? new BrokerError({
+          reason: "MessageTooLarge",
+          detail: `${Buffer.byteLength(data)} bytes is over maxMessageBytes (${maxMessageBytes})`,
+          queue: queueName
+        })
+        : undefined
     const publishTo = (priority: Priority, data: string, publishOptions?: PublishOptions): Effect.Effect<string | undefined, BrokerError> =>
       Effect.suspend(() => {
-        if (Buffer.byteLength(data) > maxMessageBytes) {
-          return Effect.fail(
-            new BrokerError({
-              reason: "MessageTooLarge",
-              detail: `${Buffer.byteLength(data)} bytes is over maxMessageBytes (${maxMessageBytes})`,
-              queue: queueName
-            })
-          )
-        }
+        const refused = tooLarge(data)
+        if (refused !== undefined) return Effect.fail(refused)
         const idem = publishOptions?.idempotency
         if (idem !== undefined) {
           const holder = idempotencyKeys.get(idem.key)
@@ -223,15 +224,8 @@ export const make = (options: MemoryBrokerOptions = {}) =>
       publishManyRaw: (data, priority = "normal") =>
         Effect.suspend(() => {
           for (const d of data) {
-            if (Buffer.byteLength(d) > maxMessageBytes) {
-              return Effect.fail(
-                new BrokerError({
-                  reason: "MessageTooLarge",
-                  detail: `${Buffer.byteLength(d)} bytes is over maxMessageBytes (${maxMessageBytes})`,
-                  queue: queueName
-                })
-              )
-            }
+            const refused = tooLarge(d)
+            if (refused !== undefined) return Effect.fail(refused)
           }
           return Effect.forEach(data, (d) => publishTo(priority, d), { discard: true })
         }),
