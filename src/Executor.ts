@@ -54,8 +54,18 @@ const retriesOf = (labels: TaskMessage["labels"]): number => {
 }
 
 // Whether the failure in this cause should be retried under the policy, and after how long.
+// The task's retry policy, as a submission overrides it with taskiq's `retry_on_error` / `max_retries` labels.
+const policyFor = (task: Task.Any, labels: TaskMessage["labels"]): Task.RetryPolicy | undefined => {
+  const on = labels[Task.retryOnErrorLabel]
+  if (on === false || on === "false") return undefined
+  const max = Number(labels[Task.maxRetriesLabel])
+  const maxAttempts = labels[Task.maxRetriesLabel] !== undefined && Number.isInteger(max) && max >= 0 ? max + 1 : undefined
+  if (maxAttempts === undefined) return on === true || on === "true" ? task.retry ?? {} : task.retry
+  return { ...task.retry, maxAttempts }
+}
+
 const retryFor = (task: Task.Any, cause: Cause.Cause<unknown>, labels: TaskMessage["labels"]): Execution["retry"] => {
-  const policy = task.retry
+  const policy = policyFor(task, labels)
   if (policy === undefined || Cause.isInterruptedOnly(cause)) return undefined
   const failure = Cause.failureOption(cause)
   const error = Option.isSome(failure) ? failure.value : Option.getOrUndefined(Cause.dieOption(cause))

@@ -96,6 +96,12 @@ export const nonRetryable = <E extends object>(error: E): E => {
 export const isNonRetryable = (error: unknown): boolean =>
   typeof error === "object" && error !== null && (error as Record<symbol, unknown>)[nonRetryableMark] === true
 
+/** Per submission: `false` turns the task's retries off, `true` turns them on (taskiq's SimpleRetryMiddleware label). */
+export const retryOnErrorLabel = "retry_on_error"
+
+/** Per submission: the most retries after the first attempt (taskiq's SimpleRetryMiddleware label). */
+export const maxRetriesLabel = "max_retries"
+
 /** The label that counts retries done so far (taskiq's retry middlewares use the same name). */
 export const retriesLabel = "_retries"
 
@@ -195,6 +201,11 @@ export interface SubmitOptions {
   readonly at?: Date | undefined
   /** Overrides the task's timeout for this submission (sent as taskiq's `timeout` label, in seconds). */
   readonly timeout?: Duration.DurationInput | undefined
+  /**
+   * Overrides the task's retries for this submission: `false` for none, or `{ maxAttempts }` (the task's schedule,
+   * or the default one if it has no policy). Sent as taskiq's `retry_on_error` / `max_retries` labels.
+   */
+  readonly retry?: false | { readonly maxAttempts: number } | undefined
   /** Overrides the task's priority for this submission (sent as the `priority` label). */
   readonly priority?: Priority | undefined
   /**
@@ -260,10 +271,27 @@ const encodeSubmission = <Args extends ReadonlyArray<any>, A, E, R>(
   let labels: TaskMessage.Labels = options.labels === undefined ? task.labels : { ...task.labels, ...options.labels }
   const replyTo = Inbox.isOpen() ? Inbox.channel : undefined
   if (
-    options.timeout !== undefined || priority !== undefined || replyTo !== undefined ||
+    options.retry !== undefined && options.retry !== false &&
+    !(Number.isInteger(options.retry.maxAttempts) && options.retry.maxAttempts >= 1)
+  ) {
+    return Either.left(
+      new InvalidTask({
+        reason: "InvalidOptions",
+        taskName: task.name,
+        detail: `retry.maxAttempts must be a whole number of attempts, at least 1, got ${options.retry.maxAttempts}`
+      })
+    )
+  }
+  if (
+    options.timeout !== undefined || priority !== undefined || replyTo !== undefined || options.retry !== undefined ||
     (options.idempotencyKey !== undefined && idempotencyTtlMs === undefined)
   ) {
     const extra: Record<string, TaskMessage.LabelValue> = { ...labels }
+    if (options.retry === false) extra[retryOnErrorLabel] = false
+    else if (options.retry !== undefined) {
+      extra[retryOnErrorLabel] = true
+      extra[maxRetriesLabel] = options.retry.maxAttempts - 1
+    }
     // This process has a result inbox open: the worker pushes the result there too (see internal/inbox.ts).
     if (replyTo !== undefined) extra[Inbox.label] = replyTo
     if (options.timeout !== undefined) extra.timeout = Duration.toMillis(Duration.decode(options.timeout)) / 1000

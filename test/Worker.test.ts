@@ -294,6 +294,27 @@ describe("Worker: retries and delays", () => {
       assert.strictEqual(yield* Effect.promise(() => raw.get(`${root}:runs`)), "3")
     }))
 
+  it.scopedLive("per submission, retry: false turns the task's retries off and { maxAttempts } changes how many (taskiq's labels)", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-retry-override")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      yield* startWorker(ctx)
+      const once = yield* inCtx(ctx, Effect.flatMap(scheduleWith(tasks.flaky, { retry: false }, `${root}:a`, 3), (h) => h.waitResult({ timeout: "10 seconds" })))
+      assert.isTrue(once.isErr)
+      assert.strictEqual(once.labels.retry_on_error, false)
+      yield* Effect.sleep("200 millis")
+      assert.strictEqual(yield* Effect.promise(() => raw.get(`${root}:a`)), "1", "not retried")
+      // The task allows 3 attempts; this submission 5, so the 4th run succeeds.
+      const more = yield* inCtx(ctx, Effect.flatMap(scheduleWith(tasks.flaky, { retry: { maxAttempts: 5 } }, `${root}:b`, 4), (h) => h.waitResult({ timeout: "10 seconds" })))
+      assert.isFalse(more.isErr)
+      assert.strictEqual(more.returnValue, 4)
+      assert.strictEqual(more.labels._retries, 3)
+      assert.strictEqual(more.labels.max_retries, 4)
+      const bad = yield* inCtx(ctx, scheduleWith(tasks.flaky, { retry: { maxAttempts: 0 } }, `${root}:c`, 1)).pipe(Effect.flip)
+      assert.strictEqual((bad as Task.InvalidTask).reason, "InvalidOptions")
+    }))
+
   it.scopedLive("a retry policy gives up after maxAttempts with the last failure as the result", () =>
     Effect.gen(function*() {
       const root = uniqueName("w-giveup")
