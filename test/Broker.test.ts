@@ -471,6 +471,36 @@ describe("Redis broker", () => {
       assert.strictEqual(pending[0], 1, "of the normal stream, only the message read ahead is pending")
     }))
 
+  it.scopedLive("a consumer kept busy by read-ahead still reclaims what a dead consumer left, before its backlog is done", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("readahead-reclaim")
+      const { queueName } = names(root)
+      const raw = yield* rawClient()
+      const ctx = yield* Layer.build(layerRedis(root))
+      const broker = Context.get(ctx, Broker)
+      const store = Context.get(ctx, ResultBackend).redisStore!
+      yield* broker.publish(message("orphan"))
+      // A consumer that read it and died: the entry stays pending to it.
+      yield* Effect.promise(() => raw.xreadgroup("GROUP", "taskiq", "ghost", "COUNT", 1, "STREAMS", queueName, ">"))
+      for (let i = 0; i < 100; i++) yield* broker.publish(message(i))
+      const consumer = yield* broker.consumer({ leaseMs: 200, blockMs: 50 })
+      let batch = yield* consumer.read(10)
+      let orphanAt: number | undefined
+      for (let round = 0; round < 200 && orphanAt === undefined && batch.length > 0; round++) {
+        yield* Effect.sleep("40 millis") // the tasks take a while
+        if (batch.some((d) => argOf(d) === "orphan")) orphanAt = yield* broker.size
+        const finished = batch.map((delivery) => ({
+          delivery,
+          taskId: Either.getOrThrow(delivery.message).taskId,
+          result: TaskResult.succeed(null, 0)
+        }))
+        const next = yield* consumer.ackWithResults!(finished, store, finished.length)
+        batch = next!.length > 0 ? next! : yield* consumer.read(10)
+      }
+      assert.isDefined(orphanAt, "the orphan was reclaimed")
+      assert.isAbove(orphanAt!, 10, "while the backlog was still being worked through")
+    }))
+
   it.scoped("ack deletes the entry (XACK + XDEL): the stream holds only unfinished work", () =>
     Effect.gen(function*() {
       const root = uniqueName("ackdel")

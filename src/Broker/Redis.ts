@@ -558,6 +558,9 @@ export const make = (options: RedisBrokerOptions = {}) =>
             args[2 * n + 3] = ids.high.length
             args[2 * n + 4] = ids.normal.length
             args[2 * n + 5] = ids.low.length
+            // No read-ahead when a reclaim pass is due: the slots go back to the reader, whose read reclaims what
+            // dead consumers left (a consumer kept busy by read-ahead alone would never look).
+            if (Date.now() >= nextReclaimAt) readAhead = 0
             // Reading ahead counts as a read for the lower priorities' turns, as any other.
             const readNumber = readAhead > 0 ? turn++ : 0
             return Effect.tryPromise({
