@@ -67,6 +67,8 @@ const retryTransient = <A>(effect: Effect.Effect<A, BackendError>): Effect.Effec
     () => Effect.retry(effect, { schedule: saveRetry, while: (e) => !isPermanent(e) })
   )
 
+const none: ReadonlyArray<Delivery> = []
+
 /** A finished task waiting to be saved and acknowledged with others in one round trip each. */
 interface Completion {
   readonly delivery: Delivery
@@ -95,11 +97,14 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     let held = 0
     let stopping = false
     let onIdle: (() => void) | undefined
-    const releaseSlots = (n: number) => {
-      for (let i = 0; i < n; i++) freeSlots.offer(undefined)
-      held -= n
+    // The slots of `freed` messages are free again, except those the messages read ahead (`next`) now hold.
+    const settle = (freed: number, next: ReadonlyArray<Delivery>) => {
+      for (const d of next) work.offer(d)
+      for (let i = next.length; i < freed; i++) freeSlots.offer(undefined)
+      held += next.length - freed
       if (held === 0 && onIdle !== undefined) onIdle()
     }
+    const releaseSlots = (n: number) => settle(n, none)
 
     const save = (taskId: string, result: TaskResult.TaskResult): Effect.Effect<void, BackendError> =>
       retryTransient(backend.set(taskId, result)).pipe(
@@ -155,20 +160,12 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
       const acked = ackPolicy === "when_received" ? Effect.void : consumer.ackMany(deliveries)
       return ackPolicy === "when_executed" ? Effect.zipRight(acked, saveAll(batch)) : Effect.zipRight(saveAll(batch), acked)
     }
-    const none: ReadonlyArray<Delivery> = []
     const complete = (batch: ReadonlyArray<Completion>, readAhead = 0): Effect.Effect<ReadonlyArray<Delivery>, BrokerError | BackendError> =>
       (fused === undefined
         ? Effect.as(twoSteps(batch), none)
         : Effect.flatMap(fused(batch, readAhead), (next) => next !== undefined ? Effect.succeed(next) : Effect.as(twoSteps(batch), none))).pipe(
           Effect.tap(() => releaseKeys(batch))
         )
-    // The batch's slots are free again, except those the messages read ahead now hold.
-    const settle = (freed: number, next: ReadonlyArray<Delivery>) => {
-      for (const d of next) work.offer(d)
-      for (let i = next.length; i < freed; i++) freeSlots.offer(undefined)
-      held += next.length - freed
-      if (held === 0 && onIdle !== undefined) onIdle()
-    }
     // Waits for one completion, then yields once so that every slot finishing in the same turn joins the batch.
     const acker = completions.take.pipe(
       Effect.zipLeft(Effect.yieldNow()),

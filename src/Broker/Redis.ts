@@ -224,41 +224,32 @@ export const make = (options: RedisBrokerOptions = {}) =>
       })
 
     // A plain message is one XADD; a delayed one or one with an idempotency key goes through publish.lua.
-    const publishTo = (priority: Priority, data: string, publishOptions: PublishOptions | undefined) =>
-      Buffer.byteLength(data) > maxMessageBytes
-        ? Effect.fail(tooLarge(data))
-        : publishOptions === undefined || (publishOptions.delayMs === undefined && publishOptions.idempotency === undefined)
-        ? Effect.tryPromise({
-          // The common case, kept to one XADD and no extra allocation.
+    const publishTo = (priority: Priority, data: string, publishOptions: PublishOptions | undefined) => {
+      if (Buffer.byteLength(data) > maxMessageBytes) return Effect.fail(tooLarge(data))
+      const delayMs = publishOptions?.delayMs !== undefined && publishOptions.delayMs > 0 ? Math.ceil(publishOptions.delayMs) : undefined
+      const idem = publishOptions?.idempotency
+      if (delayMs === undefined && idem === undefined) {
+        return Effect.tryPromise({
           try: () =>
             signer === undefined
               ? client.xadd(streamOf(priority), "*", "data", data)
               : client.xadd(streamOf(priority), "*", "data", data, "sig", signer.sign(data)),
           catch: (c) => fail("Publish", c)
         }).pipe(Effect.as(undefined))
-        : Effect.tryPromise({
-          try: async (): Promise<string | undefined> => {
-            const delayMs = publishOptions.delayMs !== undefined && publishOptions.delayMs > 0
-              ? Math.ceil(publishOptions.delayMs)
-              : undefined
-            const idem = publishOptions.idempotency
-            const sig = signer?.sign(data)
-            if (delayMs === undefined && idem === undefined) {
-              await (sig === undefined
-                ? client.xadd(streamOf(priority), "*", "data", data)
-                : client.xadd(streamOf(priority), "*", "data", data, "sig", sig))
-              return undefined
-            }
-            const target = delayMs === undefined ? streamOf(priority) : k.delayed
-            const prefix = priority === "normal" ? "" : `${priority}\n`
-            const args = [data, delayMs ?? "", k.wakeChannel, prefix, idem?.taskId ?? "", idem?.ttlMs ?? 0, sig ?? ""]
-            const holder = idem === undefined
-              ? await client.taskiqPublish(1, target, ...args)
-              : await client.taskiqPublish(2, target, k.idempotency(idem.key), ...args)
-            return holder ?? undefined
-          },
-          catch: (c) => fail("Publish", c)
-        })
+      }
+      return Effect.tryPromise({
+        try: async (): Promise<string | undefined> => {
+          const target = delayMs === undefined ? streamOf(priority) : k.delayed
+          const prefix = priority === "normal" ? "" : `${priority}\n`
+          const args = [data, delayMs ?? "", k.wakeChannel, prefix, idem?.taskId ?? "", idem?.ttlMs ?? 0, signer?.sign(data) ?? ""]
+          const holder = idem === undefined
+            ? await client.taskiqPublish(1, target, ...args)
+            : await client.taskiqPublish(2, target, k.idempotency(idem.key), ...args)
+          return holder ?? undefined
+        },
+        catch: (c) => fail("Publish", c)
+      })
+    }
 
     const publishRaw = (data: string, publishOptions?: PublishOptions) =>
       publishTo(publishOptions?.priority ?? "normal", data, publishOptions)

@@ -182,6 +182,11 @@ export const make = (options: RedisResultBackendOptions = {}) =>
               }
             })
         ))
+    // Reads a result already stored (one a push may have missed) and hands it to these waiters.
+    const deliverStored = (key: string, waiters: Iterable<(json: string) => void>) =>
+      void client.get(key).then((json) => {
+        if (json !== null) for (const w of waiters) w(json)
+      }, () => undefined)
     const resubscribeRetry = {
       schedule: Schedule.spaced("100 millis"),
       times: 50,
@@ -196,10 +201,7 @@ export const make = (options: RedisResultBackendOptions = {}) =>
         const arrived = new Promise<string>((r) => (resolve = r))
         const listener: Listener = {
           onMessage: (json) => resolve(json),
-          onResubscribed: () =>
-            void client.get(key).then((json) => {
-              if (json !== null) resolve(json)
-            }, () => undefined)
+          onResubscribed: () => deliverStored(key, [resolve])
         }
         yield* listen(resultChannel(key), listener, taskId)
         const now = yield* get(taskId)
@@ -219,11 +221,7 @@ export const make = (options: RedisResultBackendOptions = {}) =>
         if (waiters) for (const w of waiters) w(parts[1])
       },
       onResubscribed: () => {
-        for (const [key, waiters] of inboxWaiters) {
-          client.get(key).then((json) => {
-            if (json !== null) for (const w of waiters) w(json)
-          }, () => undefined)
-        }
+        for (const [key, waiters] of inboxWaiters) deliverStored(key, waiters)
       }
     }
     let inboxOpened = false
@@ -234,11 +232,7 @@ export const make = (options: RedisResultBackendOptions = {}) =>
       const onCancel: Listener = {
         onMessage: (key) => {
           const waiters = inboxWaiters.get(key)
-          if (waiters) {
-            client.get(key).then((json) => {
-              if (json !== null) for (const w of waiters) w(json)
-            }, () => undefined)
-          }
+          if (waiters) deliverStored(key, waiters)
         },
         onResubscribed: () => undefined
       }
@@ -313,7 +307,7 @@ export const make = (options: RedisResultBackendOptions = {}) =>
       // Listening first, then the snapshot: a cancellation in between is seen by one or the other (or both).
       return listen(cancelChannel, listener, "").pipe(
         Effect.zipRight(Effect.tryPromise({ try: snapshot, catch: (c) => fail("Get", "", c) })),
-        Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 50, while: (e) => e.reason === "Wait" })
+        Effect.retry(resubscribeRetry)
       )
     }
 
@@ -364,7 +358,7 @@ export const make = (options: RedisResultBackendOptions = {}) =>
         return listen(progressChannel(pKey), onProgress, taskId).pipe(
           Effect.zipRight(listen(resultChannel(key), onResult, taskId)),
           Effect.zipRight(Effect.tryPromise({ try: catchUp, catch: (c) => fail("Get", taskId, c) })),
-          Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 50, while: (e) => e.reason === "Wait" })
+          Effect.retry(resubscribeRetry)
         )
       })
 
