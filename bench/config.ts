@@ -81,14 +81,17 @@ export interface Options {
   readonly only: ReadonlyArray<WorkloadName>
   /** Also take a CPU profile of our worker child (V8 profiler via node:inspector) and summarise it. */
   readonly profile: boolean
+  /** Our worker's `maxPrefetch` (default 0, as the library's): BullMQ and raw have no such setting. */
+  readonly prefetch: number
   readonly url: string
   readonly runId: string
   readonly resultsFile: URL
 }
 
-const usage = `usage: npm run bench -- [--quick] [--profile] [--only=${workloads.join(",")}] [--reps=N] [--n=N]
+const usage = `usage: npm run bench -- [--quick] [--profile] [--prefetch=N] [--only=${workloads.join(",")}] [--reps=N] [--n=N]
   --quick     small sizes (N=${quick.n}, ${quick.roundTrips} round trips, footprint ${quick.footprintN}, scale to 2 workers); under 2 minutes
   --profile   also CPU-profile our worker child (as node --cpu-prof would) and print where its time goes
+  --prefetch  our worker's maxPrefetch (default 0, the library's default): messages read ahead of free slots
   --only      run only these workloads
   --reps/--n  override the repetitions / tasks per run
 Redis: TASKIQ_REDIS_URL (default redis://127.0.0.1:6379/0), loopback only unless --allow-remote.`
@@ -116,6 +119,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
   let only: ReadonlyArray<WorkloadName> = workloads
   let reps: number | undefined
   let n: number | undefined
+  let prefetch = 0
   for (const arg of argv) {
     const [flag, value = ""] = arg.split("=", 2) as [string, string | undefined]
     if (flag === "--quick") mode = "quick"
@@ -123,6 +127,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     else if (flag === "--allow-remote") allowRemote = true
     else if (flag === "--reps") reps = positiveInt(flag, value)
     else if (flag === "--n") n = positiveInt(flag, value)
+    else if (flag === "--prefetch") prefetch = value === "0" ? 0 : positiveInt(flag, value)
     else if (flag === "--only") {
       const names = value.split(",").filter(Boolean)
       const unknown = names.filter((w) => !workloads.includes(w as WorkloadName))
@@ -145,6 +150,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     sizes,
     only,
     profile,
+    prefetch,
     url,
     runId: `tqbench-${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`,
     resultsFile: new URL("./results.json", import.meta.url)

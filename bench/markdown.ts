@@ -11,6 +11,7 @@ interface Stored {
   readonly mode: string
   readonly startedAt: string
   readonly durationSeconds: number
+  readonly prefetch?: number
   readonly figures: ReadonlyArray<Figure & { readonly reps: Figure["values"] }>
 }
 
@@ -18,5 +19,6 @@ const file = process.argv[2] ?? new URL("./results.json", import.meta.url)
 const stored = JSON.parse(readFileSync(file, "utf8")) as Stored
 const { machine: m, versions: v } = stored
 console.log(`${stored.mode} run of ${stored.startedAt} (${stored.durationSeconds} s): ${m.cpu}, ${m.cores} cores, ` +
-  `${m.memoryGiB} GiB, ${m.os}; ${Object.entries(v).map(([k, x]) => `${k} ${x}`).join(", ")}\n`)
+  `${m.memoryGiB} GiB, ${m.os}; ${Object.entries(v).map(([k, x]) => `${k} ${x}`).join(", ")}` +
+  `${stored.prefetch ? `; our worker with maxPrefetch ${stored.prefetch}` : ""}\n`)
 console.log(renderMarkdown(stored.figures.map((f) => ({ ...f, values: f.reps }))))

@@ -70,6 +70,7 @@ const main = async (): Promise<number> => {
     log(`${env.machine.cpu}, ${env.machine.cores} cores, ${env.machine.memoryGiB} GiB; node ${env.versions.node}, ` +
       `redis ${env.versions.redis}, effect ${env.versions.effect}, bullmq ${env.versions.bullmq}, ioredis ${env.versions.ioredis}; commit ${env.versions.commit}`)
     log(`sizes: ${JSON.stringify(options.sizes)}`)
+    if (options.prefetch > 0) log(`our worker reads ahead: maxPrefetch ${options.prefetch} (BullMQ and raw have no such setting)`)
     const ctx: Context = { options, admin, figures, extra, log }
     // A failed workload is reported and the others still run: one broken figure should not hide the rest.
     for (const workload of plan(options.only)) {
@@ -96,6 +97,7 @@ const main = async (): Promise<number> => {
       startedAt: new Date(started).toISOString(),
       durationSeconds: Math.round((Date.now() - started) / 1000),
       sizes: options.sizes,
+      prefetch: options.prefetch,
       systems: Object.fromEntries(systems.map((s) => [s, systemLabel[s]])),
       failures
     }

@@ -1,6 +1,7 @@
 /**
  * Worker child for effect-taskiq: `Worker.layer` + `Executor.layer([noop])` + `Taskiq.layerRedis`, with
- * `maxAsyncTasks` set to the benchmark's concurrency and every other option at its default.
+ * `maxAsyncTasks` set to the benchmark's concurrency, `maxPrefetch` to `--prefetch` (default 0) and every other
+ * option at its default.
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -18,11 +19,13 @@ export interface OursWorkerConfig {
   readonly queueName: string
   readonly resultPrefix: string
   readonly concurrency: number
+  /** `maxPrefetch`: 0 unless the run asked for `--prefetch`. */
+  readonly prefetch: number
 }
 
 runChild<OursWorkerConfig>((config) =>
   new Promise((resolve, reject) => {
-    const live = Worker.layer({ maxAsyncTasks: config.concurrency }).pipe(
+    const live = Worker.layer({ maxAsyncTasks: config.concurrency, maxPrefetch: config.prefetch }).pipe(
       Layer.provide(Executor.layer([noop])),
       Layer.provide(Taskiq.layerRedis({ url: config.url, queueName: config.queueName, resultPrefix: config.resultPrefix }))
     )

@@ -81,6 +81,13 @@ export class Executor extends Context.Tag("effect-taskiq/Executor")<Executor, {
   readonly execute: (message: TaskMessage, deliveryCount?: number) => Effect.Effect<Execution>
   /** The names of the tasks it can run. */
   readonly taskNames: ReadonlyArray<string>
+  /**
+   * For a fiber that runs task after task (a worker slot): gives it the handlers' services once, and an `execute`
+   * that relies on them being there instead of providing them per task (a fiber-ref update and its undo each).
+   */
+  readonly withServices?: <A, E, R>(
+    use: (execute: (message: TaskMessage, deliveryCount?: number) => Effect.Effect<Execution>) => Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E, R>
 }>() {}
 
 /** The services the handlers of these tasks need. */
@@ -192,7 +199,11 @@ export const make = <const Tasks extends ReadonlyArray<Task.Any>>(
     const byName = new Map<string, Task.Any>()
     for (const task of tasks) byName.set(task.name, task)
 
-    const execute = (message: TaskMessage, deliveryCount = 1): Effect.Effect<Execution> =>
+    const executeWith = (
+      message: TaskMessage,
+      deliveryCount: number,
+      withContext: <A, E>(e: Effect.Effect<A, E, any>) => Effect.Effect<A, E>
+    ): Effect.Effect<Execution> =>
       Effect.suspend(() => {
         const start = performance.now()
         const task = byName.get(message.taskName)
@@ -237,12 +248,19 @@ export const make = <const Tasks extends ReadonlyArray<Task.Any>>(
           labels: message.labels
         }
         return Effect.map(
-          Effect.exit(Effect.zipRight(Effect.withFiberRuntime((fiber) => CurrentTask.set(fiber, info)), provide(run))),
+          Effect.exit(Effect.zipRight(Effect.withFiberRuntime((fiber) => CurrentTask.set(fiber, info)), withContext(run))),
           (exit) => toExecution(task, message, start, exit)
         )
       })
 
-    return Executor.of({ execute, taskNames: [...byName.keys()] })
+    const provided = <A, E>(e: Effect.Effect<A, E, any>) => e as Effect.Effect<A, E>
+    const execute = (message: TaskMessage, deliveryCount = 1) => executeWith(message, deliveryCount, provide)
+    const executeProvided = (message: TaskMessage, deliveryCount = 1) => executeWith(message, deliveryCount, provided)
+    return Executor.of({
+      execute,
+      taskNames: [...byName.keys()],
+      withServices: (use) => provide(use(executeProvided))
+    })
   })
 
 /**

@@ -1,9 +1,10 @@
 /**
- * The worker: a reader fiber pulls at most as many messages as there are free slots into an in-memory
- * queue, and a supervised pool of long-lived slot fibers runs them one after another (no fiber is
- * forked per task: see shared/PERF-NOTES.md). Results are saved before messages are acknowledged.
+ * The worker: a reader fiber pulls at most as many messages as there are free slots (plus `maxPrefetch`)
+ * into an in-memory queue, and a supervised pool of long-lived slot fibers runs them one after another (no
+ * fiber is forked per task: see shared/PERF-NOTES.md). Results are saved before messages are acknowledged.
  */
 import * as Cause from "effect/Cause"
+import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -31,6 +32,13 @@ import * as TaskResult from "./TaskResult.js"
 export interface WorkerOptions {
   /** Tasks run at once (default 100, taskiq's `--max-async-tasks`). */
   readonly maxAsyncTasks?: number | undefined
+  /**
+   * Messages held beyond those running, read ahead so a slot never waits for Redis (default 0, taskiq's
+   * `--max-prefetch`). More throughput for short tasks; but what this worker prefetched, no other worker can take
+   * until it runs (or its lease runs out, should this worker die), and a high-priority message published later
+   * waits behind it.
+   */
+  readonly maxPrefetch?: number | undefined
   /** When a message is acknowledged (default `when_saved`). */
   readonly ackPolicy?: AckPolicy | undefined
   /** How long running tasks may take to finish at shutdown before they are interrupted (default 5 s). */
@@ -46,6 +54,7 @@ export interface WorkerOptions {
 /** The resolved defaults. */
 export const defaults = {
   maxAsyncTasks: 100,
+  maxPrefetch: 0,
   ackPolicy: "when_saved" as AckPolicy,
   shutdownTimeout: Duration.seconds(5),
   maxDeliveries: 5
@@ -83,24 +92,26 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     const backend = yield* ResultBackend
     const executor = yield* Executor
     const max = Math.max(1, Math.floor(options.maxAsyncTasks ?? defaults.maxAsyncTasks))
+    // Messages this worker may hold at once: one per slot, and the prefetched ones waiting for a slot.
+    const capacity = max + Math.max(0, Math.floor(options.maxPrefetch ?? defaults.maxPrefetch))
     const ackPolicy = options.ackPolicy ?? defaults.ackPolicy
     const maxDeliveries = options.maxDeliveries ?? defaults.maxDeliveries
     const shutdownTimeout = Duration.decode(options.shutdownTimeout ?? defaults.shutdownTimeout)
     const consumer: Consumer = yield* broker.consumer({ leaseMs: options.leaseMs, blockMs: options.blockMs })
 
-    // A message holds a slot from the read until its acknowledgement: so the worker never holds more
-    // messages than it can run (bounded prefetch), even while finished tasks wait for the acker.
+    // A message holds a place (`room`) from the read until its acknowledgement: so the worker never holds more
+    // messages than its slots and prefetch allow, even while finished tasks wait for the acker.
     const work = new Handoff<Delivery>()
-    const freeSlots = new Handoff<void>()
+    const room = new Handoff<void>()
     const completions = new Handoff<Completion>()
-    for (let i = 0; i < max; i++) freeSlots.offer(undefined)
+    for (let i = 0; i < capacity; i++) room.offer(undefined)
     let held = 0
     let stopping = false
     let onIdle: (() => void) | undefined
-    // The slots of `freed` messages are free again, except those the messages read ahead (`next`) now hold.
+    // The places of `freed` messages are free again, except those the messages read ahead (`next`) now hold.
     const settle = (freed: number, next: ReadonlyArray<Delivery>) => {
       for (const d of next) work.offer(d)
-      for (let i = next.length; i < freed; i++) freeSlots.offer(undefined)
+      for (let i = next.length; i < freed; i++) room.offer(undefined)
       held += next.length - freed
       if (held === 0 && onIdle !== undefined) onIdle()
     }
@@ -245,7 +256,13 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
         : Effect.zipRight(handBack(delivery, exit.cause), Effect.sync(() => releaseSlots(1)))
 
     // Runs one message, inside one uninterruptible region so that its slot is accounted for exactly once.
-    const start = (delivery: Delivery, self: Fiber.RuntimeFiber<unknown, unknown>, restore: <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>): Effect.Effect<boolean, BrokerError> => {
+    type Execute = Context.Tag.Service<Executor>["execute"]
+    const start = (
+      delivery: Delivery,
+      self: Fiber.RuntimeFiber<unknown, unknown>,
+      execute: Execute,
+      restore: <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+    ): Effect.Effect<boolean, BrokerError> => {
       if (Either.isLeft(delivery.message)) {
         const e = delivery.message.left
         return Effect.as(deadLetter(delivery, e.taskId, poisonResult(e._tag, e.message), e.message), false)
@@ -258,40 +275,43 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
         return Effect.as(deadLetter(delivery, taskId, poisonResult("MaxDeliveriesExceeded", reason, message.labels), reason), false)
       }
       running.set(taskId, self)
-      return Effect.flatMap(Effect.exit(restore(executor.execute(message, delivery.deliveryCount))), (exit) => afterRun(delivery, message, exit))
+      return Effect.flatMap(Effect.exit(restore(execute(message, delivery.deliveryCount))), (exit) => afterRun(delivery, message, exit))
     }
-    const process = (delivery: Delivery, self: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<void> =>
+    const process = (delivery: Delivery, self: Fiber.RuntimeFiber<unknown, unknown>, execute: Execute): Effect.Effect<void> =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(Effect.exit(Effect.suspend(() => start(delivery, self, restore))), (exit) => settleSlot(delivery, exit))
+        Effect.flatMap(Effect.exit(Effect.suspend(() => start(delivery, self, execute, restore))), (exit) => settleSlot(delivery, exit))
       )
 
     // A slot's message holds its place until the acker is done with it, unless it ended another way.
-    // Progress goes to this worker's backend: set once per slot fiber, inherited by what a handler forks.
-    const slot = Effect.withFiberRuntime<never, never>((self) =>
-      FiberRef.set(TaskProgress.reporterRef, Option.some(backend.setProgress)).pipe(
-        Effect.zipRight(CurrentTask.own),
-        Effect.zipRight(Effect.forever(Effect.flatMap(work.take, (delivery) => process(delivery, self))))
+    // Progress goes to this worker's backend, and the handlers' services come from the executor: set once per slot
+    // fiber, inherited by what a handler forks.
+    const slotLoop = (execute: Execute) =>
+      Effect.withFiberRuntime<never, never>((self) =>
+        FiberRef.set(TaskProgress.reporterRef, Option.some(backend.setProgress)).pipe(
+          Effect.zipRight(CurrentTask.own),
+          Effect.zipRight(Effect.forever(Effect.flatMap(work.take, (delivery) => process(delivery, self, execute))))
+        )
       )
-    )
+    const slot = executor.withServices !== undefined ? executor.withServices(slotLoop) : slotLoop(executor.execute)
 
     const readRetry = Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))
     const reader = Effect.gen(function*() {
-      // Slots come back a batch at a time: after the first, yield once so the read asks for all of them.
-      yield* freeSlots.take
+      // Places come back a batch at a time: after the first, yield once so the read asks for all of them.
+      yield* room.take
       yield* Effect.yieldNow()
-      const free = 1 + freeSlots.takeUpTo(max - 1).length
+      const free = 1 + room.takeUpTo(capacity - 1).length
       const deliveries = yield* consumer.read(free).pipe(
         Effect.tapError((e) => Effect.logWarning("reading the queue failed; retrying", e)),
         Effect.retry(readRetry),
         Effect.onInterrupt(() => Effect.sync(() => {
-          for (let i = 0; i < free; i++) freeSlots.offer(undefined)
+          for (let i = 0; i < free; i++) room.offer(undefined)
         }))
       )
       // One synchronous step, so that an interruption never separates counting from queueing.
       yield* Effect.sync(() => {
         held += deliveries.length
         for (const d of deliveries) work.offer(d)
-        for (let i = deliveries.length; i < free; i++) freeSlots.offer(undefined)
+        for (let i = deliveries.length; i < free; i++) room.offer(undefined)
       })
       if (ackPolicy === "when_received" && deliveries.length > 0) {
         yield* consumer.ackMany(deliveries).pipe(Effect.retry(readRetry))
@@ -343,6 +363,12 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
       Effect.gen(function*() {
         stopping = true
         yield* Fiber.interrupt(readerFiber)
+        // Messages read but not started go back at once, for another worker, instead of running late here.
+        const unstarted = work.takeAll()
+        if (unstarted.length > 0) {
+          yield* Effect.ignore(consumer.release(unstarted))
+          releaseSlots(unstarted.length)
+        }
         yield* Effect.async<void>((resume) => {
           if (held === 0) return resume(Effect.void)
           onIdle = () => resume(Effect.void)
@@ -365,7 +391,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     )
 
     yield* Effect.logInfo(
-      `worker ${consumer.name} consuming "${broker.queueName}" (maxAsyncTasks ${max}, ack ${ackPolicy}, tasks: ${
+      `worker ${consumer.name} consuming "${broker.queueName}" (maxAsyncTasks ${max}, maxPrefetch ${capacity - max}, ack ${ackPolicy}, tasks: ${
         executor.taskNames.join(", ")
       })`
     )

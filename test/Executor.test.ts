@@ -125,6 +125,11 @@ describe("Executor", () => {
         const { result } = yield* executor.execute(message("greet", ["ada"]))
         assert.isFalse(result.isErr)
         assert.strictEqual(result.returnValue, "hello, ada")
+        // A worker slot takes the services once, for all the tasks it runs.
+        const many = yield* executor.withServices!((execute) =>
+          Effect.forEach(["ada", "bob"], (name) => Effect.map(execute(message("greet", [name])), (e) => e.result.returnValue))
+        )
+        assert.deepStrictEqual(many, ["hello, ada", "hello, bob"])
       }))
   })
 

@@ -65,6 +65,20 @@ describe("Worker", () => {
       assert.strictEqual(consumers.length, 4, "one consumer per worker")
     }), { timeout: 60_000 })
 
+  it.scopedLive("a handler gets the services of the context its executor was built in", () =>
+    Effect.gen(function*() {
+      class Greeting extends Context.Tag("test/Greeting")<Greeting, string>() {}
+      const greet = Task.make("t.greet", (name: string) => Effect.map(Greeting, (g) => `${g}, ${name}`))
+      const ctx = yield* infraIn(uniqueName("w-services"))
+      yield* Worker.run({ blockMs: 100, maxAsyncTasks: 2 }).pipe(
+        Effect.provide(Executor.layer([greet]).pipe(Layer.provide(Layer.succeed(Greeting, "hello")))),
+        Effect.provide(ctx),
+        Effect.forkScoped
+      )
+      const greetings = yield* inCtx(ctx, Effect.forEach(["ada", "bob", "cy"], (n) => Effect.flatMap(greet.kiq(n), (h) => h.result({ timeout: "5 seconds" }))))
+      assert.deepStrictEqual(greetings, ["hello, ada", "hello, bob", "hello, cy"])
+    }))
+
   it.scopedLive("a failing, dying or throwing task gets an error result and never stops the pool", () =>
     Effect.gen(function*() {
       const ctx = yield* infraIn(uniqueName("w-errors"))
@@ -247,6 +261,34 @@ describe("Worker", () => {
       yield* Fiber.join(done)
       assert.isAtMost(maxHeld, 3)
       assert.isAtLeast(maxHeld, 2, "the sampling saw work in flight")
+    }))
+
+  it.scopedLive("with maxPrefetch a worker holds its slots plus the prefetch, runs no more than its slots, and hands back what it has not started", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-max-prefetch")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      const { queueName } = names(root)
+      const held = () =>
+        (raw.xinfo("CONSUMERS", queueName, "taskiq") as Promise<Array<Array<string | number>>>).then((cs) =>
+          cs.map((c) => Number(c[c.indexOf("pending") + 1])))
+      const handles = yield* inCtx(ctx, Effect.forEach(Array.from({ length: 10 }), () => tasks.gauge.kiq(400)))
+      Object.assign(tasks.gaugeState, { runs: 0, running: 0, max: 0 })
+      const first = yield* startWorker(ctx, { maxAsyncTasks: 2, maxPrefetch: 3 })
+      yield* eventually(held, (h) => h[0] === 5)
+      yield* Effect.sleep("100 millis")
+      assert.deepStrictEqual(yield* Effect.promise(held), [5], "2 running and 3 prefetched, no more")
+      assert.strictEqual(tasks.gaugeState.max, 2, "the prefetched ones wait for a slot")
+      // Stopping: the 3 not started go back to the queue at once; the 2 running finish.
+      const stopping = yield* Effect.fork(Fiber.interrupt(first))
+      yield* eventually(held, (h) => h[0] === 2, 300)
+      assert.strictEqual(tasks.gaugeState.runs, 2)
+      yield* Fiber.join(stopping)
+      yield* startWorker(ctx, { maxAsyncTasks: 8 })
+      const results = yield* inCtx(ctx, Effect.forEach(handles, (h) => h.waitResult({ timeout: "10 seconds" })))
+      assert.isTrue(results.every((r) => !r.isErr))
+      assert.strictEqual(tasks.gaugeState.runs, 10, "each ran once: nothing handed back had started")
+      yield* eventually(() => raw.xlen(queueName), (n) => n === 0, 5_000)
     }))
 
   it.scopedLive("ack policy: when_saved keeps the message until the result is stored; when_received acks at once", () =>

@@ -38,7 +38,7 @@ const worker = (root: string, args: ReadonlyArray<string>, env: Record<string, s
 /** Polls every 50 ms, 20 s at most: worker processes are slow to start. */
 const eventually = <A>(f: () => Promise<A>, ok: (a: A) => boolean, timeoutMs = 20_000) => eventuallyEvery(f, ok, timeoutMs, 50)
 
-const consuming = /consuming "[^"]+" \(maxAsyncTasks (\d+), ack (\w+)/g
+const consuming = /consuming "[^"]+" \(maxAsyncTasks (\d+), maxPrefetch (\d+), ack (\w+)/g
 
 type Services = Broker | ResultBackend
 const inCtx = <A, E>(ctx: Context.Context<Services>, effect: Effect.Effect<A, E, Services>) => Effect.provide(effect, ctx)
@@ -81,6 +81,7 @@ describe("worker command options", () => {
     appDir: Option.none(),
     workers: 2,
     maxAsyncTasks: Option.none(),
+    maxPrefetch: Option.none(),
     ackType: Option.none(),
     shutdownTimeout: Option.none(),
     maxDeliveries: Option.none(),
@@ -91,12 +92,13 @@ describe("worker command options", () => {
     appDir: "/srv/app",
     modules: ["a.ts"],
     tasksPattern: ["jobs/*.ts"],
-    worker: { maxAsyncTasks: 7, ackPolicy: "when_executed", shutdownTimeout: "3 seconds", maxDeliveries: 9, leaseMs: 1234 }
+    worker: { maxAsyncTasks: 7, maxPrefetch: 4, ackPolicy: "when_executed", shutdownTimeout: "3 seconds", maxDeliveries: 9, leaseMs: 1234 }
   })
 
   it("the command line overrides the App's worker settings; the rest are the App's", () => {
     assert.deepStrictEqual(workerOptions(app, config()), {
       maxAsyncTasks: 7,
+      maxPrefetch: 4,
       ackPolicy: "when_executed",
       shutdownTimeout: "3 seconds",
       maxDeliveries: 9,
@@ -104,11 +106,13 @@ describe("worker command options", () => {
     })
     const over = workerOptions(app, config({
       maxAsyncTasks: Option.some(2),
+      maxPrefetch: Option.some(0),
       ackType: Option.some("when_received"),
       shutdownTimeout: Option.some(0.5),
       maxDeliveries: Option.some(1)
     }))
     assert.strictEqual(over.maxAsyncTasks, 2)
+    assert.strictEqual(over.maxPrefetch, 0, "0 from the command line turns the App's prefetch off")
     assert.strictEqual(over.ackPolicy, "when_received")
     assert.strictEqual(Duration.toMillis(Duration.decode(over.shutdownTimeout!)), 500)
     assert.strictEqual(over.maxDeliveries, 1)
@@ -139,6 +143,7 @@ describe("taskiq worker", () => {
           "--app-dir",
           "--workers",
           "--max-async-tasks",
+          "--max-prefetch",
           "--ack-type when_received | when_executed | when_saved",
           "--shutdown-timeout",
           "--max-deliveries",
@@ -280,9 +285,10 @@ describe("taskiq worker", () => {
       const root = uniqueName("cli-drain")
       const ctx = yield* Layer.build(layerRedis(root))
       const raw = yield* rawClient()
-      const p = yield* worker(root, ["--workers", "2", "--ack-type", "when_executed", "--shutdown-timeout", "20"])
+      const p = yield* worker(root, ["--workers", "2", "--ack-type", "when_executed", "--shutdown-timeout", "20", "--max-prefetch", "3"])
       const ready = yield* p.waitFor(consuming, 2)
-      assert.deepStrictEqual(ready.map((m) => m[2]), ["when_executed", "when_executed"], "--ack-type overrides the App")
+      assert.deepStrictEqual(ready.map((m) => m[3]), ["when_executed", "when_executed"], "--ack-type overrides the App")
+      assert.deepStrictEqual(ready.map((m) => m[2]), ["3", "3"], "--max-prefetch reaches every worker")
       const children = p.childPids()
 
       const key = `${root}:runs`

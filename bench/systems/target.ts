@@ -15,6 +15,8 @@ export interface TargetOptions {
    * worker also pushes each result to a list the producer blocks on.
    */
   readonly mode: "throughput" | "roundtrip"
+  /** Our worker's `maxPrefetch`; the other systems ignore it. */
+  readonly prefetch: number
 }
 
 export interface Target {

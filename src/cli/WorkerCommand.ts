@@ -83,6 +83,15 @@ const maxAsyncTasks = Options.integer("max-async-tasks").pipe(
   Options.withDescription("Tasks each worker process runs at once. Default: the App's worker.maxAsyncTasks, else 100.")
 )
 
+const maxPrefetch = Options.integer("max-prefetch").pipe(
+  atLeast(0, "max-prefetch"),
+  Options.optional,
+  Options.withDescription(
+    "Messages each worker process reads ahead of its free slots, so that short tasks never wait for Redis; what " +
+      "one worker prefetched no other can take meanwhile. Default: the App's worker.maxPrefetch, else 0."
+  )
+)
+
 const ackType = Options.choice("ack-type", ["when_received", "when_executed", "when_saved"]).pipe(
   Options.optional,
   Options.withDescription(
@@ -134,6 +143,7 @@ export interface WorkerCommandConfig {
   readonly appDir: Option.Option<string>
   readonly workers: number
   readonly maxAsyncTasks: Option.Option<number>
+  readonly maxPrefetch: Option.Option<number>
   readonly ackType: Option.Option<"when_received" | "when_executed" | "when_saved">
   readonly shutdownTimeout: Option.Option<number>
   readonly maxDeliveries: Option.Option<number>
@@ -145,6 +155,7 @@ export interface WorkerCommandConfig {
 export const workerOptions = (app: App.App, config: WorkerCommandConfig): Worker.WorkerOptions => ({
   ...app.worker,
   maxAsyncTasks: Option.getOrElse(config.maxAsyncTasks, () => app.worker.maxAsyncTasks),
+  maxPrefetch: Option.getOrElse(config.maxPrefetch, () => app.worker.maxPrefetch),
   ackPolicy: Option.getOrElse(config.ackType, () => app.worker.ackPolicy),
   shutdownTimeout: Option.match(config.shutdownTimeout, {
     onNone: () => app.worker.shutdownTimeout,
@@ -308,6 +319,7 @@ export const command = Command.make("worker", {
   appDir,
   workers,
   maxAsyncTasks,
+  maxPrefetch,
   ackType,
   shutdownTimeout,
   maxDeliveries,

@@ -1,0 +1,90 @@
+/**
+ * The worker's own cost per task, without a producer competing for the CPU: fills a queue with `n` no-op
+ * tasks (one `kiqMany` script per 1,000), then starts a worker in this process and times it until the
+ * queue is drained (every message acknowledged). Prints wall time, jobs/s and this process's CPU per task.
+ *   npx tsx bench/drain.ts [--n=50000] [--concurrency=16] [--prefetch=0] [--reps=3]
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import { Redis } from "ioredis"
+import { Executor, Taskiq, Worker } from "effect-taskiq"
+import { noop, runs } from "./tasks.js"
+
+const arg = (name: string, fallback: number) => {
+  const hit = process.argv.find((a) => a.startsWith(`--${name}=`))
+  return hit === undefined ? fallback : Number(hit.slice(name.length + 3))
+}
+const n = arg("n", 50_000)
+const concurrency = arg("concurrency", 16)
+const prefetch = arg("prefetch", 0)
+const reps = arg("reps", 3)
+const url = process.env.TASKIQ_REDIS_URL ?? "redis://127.0.0.1:6379/0"
+const root = `tqdrain-${process.pid}`
+const queueName = `${root}-q`
+const resultPrefix = `${root}-r`
+const redis = new Redis(url)
+const layer = Taskiq.layerRedis({ url, queueName, resultPrefix })
+const producer = ManagedRuntime.make(layer)
+
+const fill = () =>
+  producer.runPromise(Effect.forEach(
+    Array.from({ length: Math.ceil(n / 1000) }, (_, i) => Math.min(1000, n - i * 1000)),
+    (size) => noop.kiqMany(Array.from({ length: size }, () => [] as [])),
+    { discard: true }
+  ))
+
+const drained = async () => {
+  for (;;) {
+    const [len, pending] = await Promise.all([
+      redis.xlen(queueName),
+      redis.xpending(queueName, "taskiq").then((r) => Number((r as Array<unknown>)[0]))
+    ]) as [number, number]
+    if (len === 0 && pending === 0) return
+    await new Promise((r) => setTimeout(r, 2))
+  }
+}
+
+const cleanup = async () => {
+  for (const pattern of [`${root}*`]) {
+    let cursor = "0"
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000)
+      cursor = next
+      if (keys.length > 0) await redis.unlink(...keys)
+    } while (cursor !== "0")
+  }
+}
+
+try {
+  const rows: Array<{ rate: number; cpu: number }> = []
+  for (let rep = 0; rep <= reps; rep++) {
+    await fill()
+    runs.count = 0
+    const worker = Worker.layer({ maxAsyncTasks: concurrency, maxPrefetch: prefetch }).pipe(
+      Layer.provide(Executor.layer([noop])),
+      Layer.provide(layer),
+      Layer.provide(Logger.minimumLogLevel(LogLevel.Warning))
+    )
+    const cpu0 = process.cpuUsage()
+    const t0 = performance.now()
+    const runtime = ManagedRuntime.make(worker)
+    await runtime.runtime()
+    await drained()
+    const ms = performance.now() - t0
+    const cpu = process.cpuUsage(cpu0)
+    await runtime.dispose()
+    if (runs.count < n) throw new Error(`only ${runs.count} of ${n} ran`)
+    const row = { rate: n / (ms / 1000), cpu: (cpu.user + cpu.system) / n }
+    if (rep > 0) rows.push(row) // the first is warm-up
+    console.log(`${rep === 0 ? "warm-up" : `rep ${rep}`}: ${Math.round(row.rate)} jobs/s, ${row.cpu.toFixed(1)} µs CPU per task`)
+  }
+  const median = (xs: Array<number>) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+  console.log(`median: ${Math.round(median(rows.map((r) => r.rate)))} jobs/s, ${median(rows.map((r) => r.cpu)).toFixed(1)} µs CPU per task (n ${n}, c${concurrency}, prefetch ${prefetch})`)
+} finally {
+  await cleanup()
+  await producer.dispose()
+  redis.disconnect()
+}
