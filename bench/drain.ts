@@ -2,8 +2,12 @@
  * The worker's own cost per task, without a producer competing for the CPU: fills a queue with `n` no-op
  * tasks (one `kiqMany` script per 1,000), then starts a worker in this process and times it until the
  * queue is drained (every message acknowledged). Prints wall time, jobs/s and this process's CPU per task.
- *   npx tsx bench/drain.ts [--n=50000] [--concurrency=16] [--prefetch=0] [--reps=3]
+ *   npx tsx bench/drain.ts [--n=50000] [--concurrency=16] [--prefetch=0] [--reps=3] [--profile]
+ * `--profile` CPU-profiles the last repetition's drain (bench/profiles/drain.cpuprofile) and prints a summary.
  */
+import { mkdirSync, writeFileSync } from "node:fs"
+import { Session } from "node:inspector/promises"
+import { fileURLToPath } from "node:url"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
@@ -11,6 +15,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import { Redis } from "ioredis"
 import { Executor, Taskiq, Worker } from "effect-taskiq"
+import { renderSummary, summarise } from "./profile-summary.js"
 import { noop, runs } from "./tasks.js"
 
 const arg = (name: string, fallback: number) => {
@@ -21,6 +26,7 @@ const n = arg("n", 50_000)
 const concurrency = arg("concurrency", 16)
 const prefetch = arg("prefetch", 0)
 const reps = arg("reps", 3)
+const profiling = process.argv.includes("--profile")
 const url = process.env.TASKIQ_REDIS_URL ?? "redis://127.0.0.1:6379/0"
 const root = `tqdrain-${process.pid}`
 const queueName = `${root}-q`
@@ -43,7 +49,7 @@ const drained = async () => {
       redis.xpending(queueName, "taskiq").then((r) => Number((r as Array<unknown>)[0]))
     ]) as [number, number]
     if (len === 0 && pending === 0) return
-    await new Promise((r) => setTimeout(r, 2))
+    await new Promise((r) => setTimeout(r, 5))
   }
 }
 
@@ -68,6 +74,12 @@ try {
       Layer.provide(layer),
       Layer.provide(Logger.minimumLogLevel(LogLevel.Warning))
     )
+    const session = profiling && rep === reps ? new Session() : undefined
+    if (session !== undefined) {
+      session.connect()
+      await session.post("Profiler.enable")
+      await session.post("Profiler.start")
+    }
     const cpu0 = process.cpuUsage()
     const t0 = performance.now()
     const runtime = ManagedRuntime.make(worker)
@@ -75,6 +87,14 @@ try {
     await drained()
     const ms = performance.now() - t0
     const cpu = process.cpuUsage(cpu0)
+    if (session !== undefined) {
+      const { profile } = await session.post("Profiler.stop")
+      const dir = fileURLToPath(new URL("./profiles/", import.meta.url))
+      mkdirSync(dir, { recursive: true })
+      writeFileSync(`${dir}drain.cpuprofile`, JSON.stringify(profile))
+      session.disconnect()
+      console.log(renderSummary(summarise(`${dir}drain.cpuprofile`, 30)))
+    }
     await runtime.dispose()
     if (runs.count < n) throw new Error(`only ${runs.count} of ${n} ran`)
     const row = { rate: n / (ms / 1000), cpu: (cpu.user + cpu.system) / n }

@@ -1,31 +1,46 @@
 /**
  * A hand-off between fibers of one worker, cheaper than an Effect `Queue` on the hot path: producers offer
- * synchronously; a taker finds an item at once, or waits (one `Effect.async` registration, no Deferred) and is
- * resumed with the item directly.
+ * synchronously; a taker finds an item at once, or waits (one `Effect.async` registration, no Deferred).
+ *
+ * Waiting takers are woken one at a time: a batch of offers wakes one fiber, and each fiber that takes an item
+ * wakes the next only while items remain. A slot that runs its task to the end without suspending (a short
+ * task) then takes the next item itself, so a batch of short tasks costs a few fiber wake-ups instead of one
+ * per task; tasks that suspend still start together, each waking the next as it starts.
  */
 import * as Effect from "effect/Effect"
 
-// Made by a function, so that the closure is anonymous (tsx's keepNames names, at a cost, every named one).
-const takerFor = <A>(resume: (effect: Effect.Effect<A>) => void) => (a: A) => resume(Effect.succeed(a))
+interface Taker {
+  resume: (effect: Effect.Effect<void>) => void
+  woken: boolean
+}
 
-/** Items waiting, and takers waiting for items (never both at once). */
+/** Items waiting, and takers waiting for items. */
 export class Handoff<A> {
   private items: Array<A> = []
   private head = 0
-  private readonly takers = new Set<(a: A) => void>()
+  private readonly takers = new Set<Taker>()
+  /** Takers woken that have not run yet (at most one). */
+  private waking = 0
 
-  /** Gives an item to a waiting taker, or keeps it for the next one. */
+  /** Keeps an item for the next taker, waking one if none is on its way. */
   offer(a: A): void {
-    for (const taker of this.takers) {
-      this.takers.delete(taker)
-      return taker(a)
-    }
     this.items.push(a)
+    this.wake()
   }
 
   /** Items not yet taken. */
   get size(): number {
     return this.items.length - this.head
+  }
+
+  private wake(): void {
+    if (this.waking > 0 || this.takers.size === 0 || this.size === 0) return
+    for (const taker of this.takers) {
+      this.takers.delete(taker)
+      taker.woken = true
+      this.waking++
+      return taker.resume(Effect.void)
+    }
   }
 
   private next(): A {
@@ -39,19 +54,29 @@ export class Handoff<A> {
       this.items = this.items.slice(this.head)
       this.head = 0
     }
+    this.wake()
     return a
   }
 
+  // Waits to be woken, then takes (or waits again, should another taker have been faster). A taker woken and
+  // interrupted before it ran lets the next one be woken in its place.
+  private readonly wait: Effect.Effect<A> = Effect.suspend(() => {
+    const taker: Taker = { resume: undefined!, woken: false }
+    return Effect.async<void>((resume) => {
+      taker.resume = resume
+      this.takers.add(taker)
+    }).pipe(
+      Effect.ensuring(Effect.sync(() => {
+        if (!taker.woken) return void this.takers.delete(taker)
+        this.waking--
+        this.wake()
+      })),
+      Effect.zipRight(this.take)
+    )
+  })
+
   /** The next item; waits for one (interruptibly) when there is none. */
-  readonly take: Effect.Effect<A> = Effect.suspend(() =>
-    this.size > 0
-      ? Effect.succeed(this.next())
-      : Effect.async<A>((resume) => {
-        const taker = takerFor(resume)
-        this.takers.add(taker)
-        return Effect.sync(() => void this.takers.delete(taker))
-      })
-  )
+  readonly take: Effect.Effect<A> = Effect.suspend(() => this.size > 0 ? Effect.succeed(this.next()) : this.wait)
 
   /** Takes up to `n` of the items waiting (none if none are), without waiting. */
   takeUpTo(n: number): Array<A> {
