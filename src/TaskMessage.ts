@@ -41,7 +41,11 @@ export const TaskMessageWire = Schema.Struct({
 })
 
 /** A new task id. */
-export const makeTaskId = (): string => randomUUID().replace(/-/g, "")
+export const makeTaskId = (): string => {
+  // taskiq's uuid4().hex; slicing around the four dashes is cheaper than a global replace.
+  const u = randomUUID()
+  return u.slice(0, 8) + u.slice(9, 13) + u.slice(14, 18) + u.slice(19, 23) + u.slice(24)
+}
 
 const knownKeys = new Set(["task_id", "task_name", "labels", "labels_types", "args", "kwargs"])
 const validateWire = Schema.decodeUnknownEither(TaskMessageWire, { onExcessProperty: "preserve", errors: "first" })
