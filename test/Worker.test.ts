@@ -308,6 +308,35 @@ describe("Worker", () => {
     }))
 })
 
+describe("Worker: result notifications", () => {
+  it.scopedLive("a worker publishes a result on its own channel only while some process waits on such channels", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-watch")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      const { resultPrefix } = names(root)
+      const watchers = `${resultPrefix}:__taskiq_watchers__`
+      const sub = raw.duplicate()
+      yield* Effect.addFinalizer(() => Effect.sync(() => sub.disconnect()))
+      const heard: Array<string> = []
+      sub.on("pmessage", (_pattern: string, channel: string) => heard.push(channel))
+      yield* Effect.promise(() => sub.psubscribe(`__taskiq_result__:${resultPrefix}:*`))
+      yield* startWorker(ctx)
+      // Nobody waits on its channel: stored, not published.
+      const quiet = yield* inCtx(ctx, tasks.add.kiq(1, 1))
+      yield* eventually(() => raw.get(`${resultPrefix}:${quiet.taskId}`), (v) => v !== null)
+      // A wait on a result's own channel (as for a task another process submitted) registers this process.
+      const loud = yield* inCtx(ctx, tasks.countAndSleep.kiq(`${root}:runs`, 300))
+      const waiting = yield* Effect.fork(Context.get(ctx, ResultBackend).wait(loud.taskId, Duration.seconds(10)))
+      yield* eventually(() => raw.zcard(watchers), (n) => n === 1)
+      assert.isTrue(Option.isSome(yield* Fiber.join(waiting)))
+      yield* Effect.sleep("100 millis")
+      assert.deepStrictEqual(heard, [`__taskiq_result__:${resultPrefix}:${loud.taskId}`])
+      // The wait over, so is the registration.
+      yield* eventually(() => raw.zcard(watchers), (n) => n === 0)
+    }))
+})
+
 describe("Worker: results too large to store", () => {
   it.scopedLive("a result over maxResultBytes becomes a ResultTooLarge error result; the worker keeps serving", () =>
     Effect.gen(function*() {
@@ -468,6 +497,26 @@ describe("Worker against a Redis that goes away", () => {
       assert.strictEqual(yield* inCtx(ctx, h.result({ timeout: "15 seconds" })), 7)
       const info = yield* Effect.promise(() => raw.xinfo("GROUPS", "restart-q") as Promise<Array<unknown>>)
       assert.strictEqual(info.length, 1)
+    }), { timeout: 60_000 })
+
+  it.scopedLive("a waiter on a result's own channel registers again after Redis restarts, and is pushed its result", () =>
+    Effect.gen(function*() {
+      const redis = yield* privateRedis()
+      const ctx = yield* Layer.build(Taskiq.layerRedis({ url: redis.url, queueName: "watch-q" }))
+      const raw = yield* rawClient(redis.url)
+      const taskId = TaskMessage.makeTaskId()
+      const waiting = yield* Effect.fork(Context.get(ctx, ResultBackend).wait(taskId, Duration.seconds(20)))
+      yield* eventually(() => raw.zcard("__taskiq_watchers__"), (n) => n === 1)
+      yield* redis.stop
+      yield* Effect.sleep("300 millis")
+      yield* redis.start
+      // Redis came back empty: the process registers again once its subscriber is back, before catching up.
+      yield* eventually(() => raw.zcard("__taskiq_watchers__").catch(() => -1), (n) => n === 1, 15_000)
+      yield* startWorker(ctx)
+      yield* inCtx(ctx, Effect.flatMap(Broker, (b) => b.publish({ taskId, taskName: tasks.add.name, labels: {}, args: [2, 2], kwargs: {} })))
+      // Only a push can answer it now: its catch-up read after the restart found nothing.
+      const result = yield* Fiber.join(waiting)
+      assert.strictEqual(Option.getOrThrow(result).returnValue, 4)
     }), { timeout: 60_000 })
 })
 

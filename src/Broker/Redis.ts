@@ -533,7 +533,7 @@ export const make = (options: RedisBrokerOptions = {}) =>
           Effect.suspend((): Effect.Effect<ReadonlyArray<Delivery> | undefined, BrokerError> => {
             if (store.client !== conn.client || batch.length === 0) return Effect.succeed(undefined)
             const n = batch.length
-            const keys: Array<string> = new Array(n + 4)
+            const keys: Array<string> = new Array(n + 5)
             const args: Array<string | number> = new Array(2 * n + 6)
             keys[0] = store.cancelledKey
             args[0] = store.ttlMs
@@ -551,6 +551,7 @@ export const make = (options: RedisBrokerOptions = {}) =>
             keys[n + 1] = k.streams.high
             keys[n + 2] = k.streams.normal
             keys[n + 3] = k.streams.low
+            keys[n + 4] = store.watchersKey
             args[2 * n + 2] = group
             args[2 * n + 3] = ids.high.length
             args[2 * n + 4] = ids.normal.length
@@ -563,7 +564,7 @@ export const make = (options: RedisBrokerOptions = {}) =>
             return Effect.tryPromise({
               try: () =>
                 client.taskiqComplete(
-                  n + 4,
+                  n + 5,
                   ...keys,
                   ...args,
                   ...ids.high,

@@ -2,6 +2,7 @@
  * The Redis result backend: `SET <prefix:>task_id json PX ttl` plus a notification on a per-task
  * channel, so waiters are pushed the result. One subscriber connection serves every waiter.
  */
+import { randomUUID } from "node:crypto"
 import { readFileSync } from "node:fs"
 import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
@@ -47,7 +48,11 @@ interface ScriptedRedis extends Redis {
     cancelChannel: string
   ): Promise<number>
   taskiqSetProgress(key: string, json: string, ttlMs: number, channel: string): Promise<number>
+  taskiqWatch(watchers: string, member: string, ttlMs: number): Promise<number>
 }
+
+/** How long a registration of a process waiting on results' own channels lasts; it is renewed 5 times as often. */
+const watchTtlMs = 5 * 60_000
 
 /** Something listening on a subscriber channel; told to catch up after the subscriber reconnected. */
 interface Listener {
@@ -77,12 +82,49 @@ export const make = (options: RedisResultBackendOptions = {}) =>
       client.defineCommand("taskiqSetResults", { lua: lua("set_results") })
       client.defineCommand("taskiqCancel", { numberOfKeys: 2, lua: lua("cancel") })
       client.defineCommand("taskiqSetProgress", { numberOfKeys: 1, lua: lua("set_progress") })
+      client.defineCommand("taskiqWatch", { numberOfKeys: 1, lua: lua("watch") })
     }
     const keyOf = (taskId: string) => options.prefix ? `${options.prefix}:${taskId}` : taskId
     // Cancelled tasks' result keys, scored by when the cancellation is forgotten; its name is also the channel's.
     const cancelledKey = keyOf("__taskiq_cancelled__")
     const cancelChannel = `__taskiq_cancel__:${cancelledKey}`
     const cancelTtl = Math.max(ttl, minCancelTtlMs)
+    // Workers publish each result on its own channel only while some process waits on such channels (most waits
+    // use the process inbox, and a PUBLISH per result nobody hears cost a fifth of Redis's CPU per task). This
+    // process is registered, at Redis's clock, while it has such waits: each wait subscribes, is registered, then
+    // reads; the registration is renewed while they last, and again after a reconnect (a restarted Redis forgot
+    // it) before the waiters catch up.
+    const watchersKey = keyOf("__taskiq_watchers__")
+    const watcher = randomUUID()
+    let watches = 0
+    let registered: Promise<unknown> | undefined
+    let renewal: ReturnType<typeof setInterval> | undefined
+    const registration = () =>
+      registered ??= client.taskiqWatch(watchersKey, watcher, watchTtlMs).catch((e) => {
+        registered = undefined
+        throw e
+      })
+    const stopWatching = () => {
+      clearInterval(renewal)
+      renewal = undefined
+      registered = undefined
+      client.zrem(watchersKey, watcher).catch(() => undefined)
+    }
+    yield* Effect.addFinalizer(() => Effect.sync(() => watches > 0 && stopWatching()))
+    // Held by every listener on a result's own channel, for its scope.
+    const watching = Effect.acquireRelease(
+      Effect.sync(() => {
+        if (watches++ > 0) return
+        renewal = setInterval(() => {
+          registered = undefined
+          registration().catch(() => undefined)
+        }, watchTtlMs / 5)
+        renewal.unref()
+      }),
+      () => Effect.sync(() => --watches === 0 && stopWatching())
+    ).pipe(
+      Effect.zipRight(Effect.tryPromise({ try: registration, catch: (c) => fail("Wait", "", c) }))
+    )
     const fail = (reason: BackendError["reason"], taskId: string, cause: unknown) =>
       new BackendError({ reason, taskId, url: conn.url, detail: errorText(cause), cause })
 
@@ -112,15 +154,18 @@ export const make = (options: RedisResultBackendOptions = {}) =>
               const entry = channels.get(channel)
               if (entry) for (const l of entry.listeners) l.onMessage(message)
             })
-            // Whatever was published while the subscriber was reconnecting was missed: listeners read again.
-            let first = true
+            // Whatever was published while the subscriber was reconnecting was missed: listeners read again. The
+            // connection was ready before this listener was added, so every "ready" it hears is a reconnect.
             // ioredis emits "ready" before it sends the SUBSCRIBEs again: catching up then could read before the
             // subscriptions are back and miss what is published in between. A PING queued behind them answers
             // once they are.
             sub.on("ready", () => {
-              if (first) return void (first = false)
               queueMicrotask(() =>
                 sub.ping().then(() => {
+                  if (watches === 0) return
+                  registered = undefined
+                  return registration()
+                }).then(() => {
                   for (const entry of channels.values()) for (const l of entry.listeners) l.onResubscribed()
                 }, () => undefined) // killed again: the next "ready" catches up
               )
@@ -204,6 +249,9 @@ export const make = (options: RedisResultBackendOptions = {}) =>
           onResubscribed: () => deliverStored(key, [resolve])
         }
         yield* listen(resultChannel(key), listener, taskId)
+        // Subscribed, then registered, then the read: a result stored before the registration is read, one after is
+        // published to a subscribed channel.
+        yield* watching
         const now = yield* get(taskId)
         if (Option.isSome(now)) return now
         return yield* Effect.promise(() => arrived).pipe(
@@ -357,6 +405,7 @@ export const make = (options: RedisResultBackendOptions = {}) =>
         const onResult: Listener = { onMessage: () => void catchUp().catch(() => undefined), onResubscribed: () => undefined }
         return listen(progressChannel(pKey), onProgress, taskId).pipe(
           Effect.zipRight(listen(resultChannel(key), onResult, taskId)),
+          Effect.zipRight(watching),
           Effect.zipRight(Effect.tryPromise({ try: catchUp, catch: (c) => fail("Get", taskId, c) })),
           Effect.retry(resubscribeRetry)
         )
@@ -401,6 +450,7 @@ export const make = (options: RedisResultBackendOptions = {}) =>
       redisStore: {
         client,
         cancelledKey,
+        watchersKey,
         keyOf,
         ttlMs: ttl,
         encode: (taskId, result) => encodeResult(taskId, result, maxResultBytes)

@@ -13,6 +13,11 @@ export interface RedisResultStore {
   readonly client: Redis
   /** The cancelled-tasks set: results of cancelled tasks are never overwritten. */
   readonly cancelledKey: string
+  /**
+   * Processes waiting on results' own channels (a sorted set scored by when each registration lapses): a worker
+   * publishes there only while it holds a live one; waiters on a process inbox need no such publish.
+   */
+  readonly watchersKey: string
   readonly keyOf: (taskId: string) => string
   readonly ttlMs: number
   readonly encode: (taskId: string, result: TaskResult) => Either.Either<string, BackendError>

@@ -1,9 +1,11 @@
 -- Saves a batch's results and then acknowledges their messages, in one round trip: the results as
--- set_results.lua does (a cancelled task keeps its TaskCancelled result; waiters are pushed each one), then
+-- set_results.lua does (a cancelled task keeps its TaskCancelled result; waiters are pushed each one, on its own
+-- channel only while some process is registered as waiting on such channels: see watch.lua), then
 -- XACK + XDEL of the entries per priority stream. Should a SET fail, the script stops before any ack.
 -- Then, when asked, it reads the next messages for the slots the batch frees, as read.lua does (higher
 -- priorities first, the lower ones' turns kept): one round trip per batch instead of two.
--- KEYS[1] cancelled-tasks set; KEYS[2..n+1] result keys; KEYS[n+2], KEYS[n+3], KEYS[n+4] high, normal, low streams
+-- KEYS[1] cancelled-tasks set; KEYS[2..n+1] result keys; KEYS[n+2], KEYS[n+3], KEYS[n+4] high, normal, low streams;
+-- KEYS[n+5] the watchers set
 -- ARGV[1] result TTL, ms; ARGV[2] n; ARGV[3..n+2] the results' JSON; ARGV[n+3..2n+2] the inbox each is also
 -- pushed to ('' for none; the message is the key, a newline, the JSON); ARGV[2n+3] consumer group;
 -- ARGV[2n+4..2n+6] how many entry ids of each stream follow (high, normal, low); then the ids, in that order;
@@ -11,11 +13,16 @@
 -- Returns { any high or low entry (1/0), { { priority index, { { id, fields }, ... } }, ... } }
 local n = tonumber(ARGV[2])
 local anyCancelled = redis.call('EXISTS', KEYS[1]) == 1
+local watched = false
+if redis.call('EXISTS', KEYS[n + 5]) == 1 then
+  local t = redis.call('TIME')
+  watched = redis.call('ZCOUNT', KEYS[n + 5], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), '+inf') > 0
+end
 for i = 1, n do
   local key = KEYS[i + 1]
   if not (anyCancelled and redis.call('ZSCORE', KEYS[1], key)) then
     redis.call('SET', key, ARGV[i + 2], 'PX', ARGV[1])
-    redis.call('PUBLISH', '__taskiq_result__:' .. key, ARGV[i + 2])
+    if watched then redis.call('PUBLISH', '__taskiq_result__:' .. key, ARGV[i + 2]) end
     local inbox = ARGV[n + i + 2]
     if inbox ~= '' then redis.call('PUBLISH', inbox, key .. '\n' .. ARGV[i + 2]) end
   end
