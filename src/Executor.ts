@@ -146,14 +146,23 @@ export const errorFromCause = (cause: Cause.Cause<unknown>, encodeFailure?: Task
 const isPromiseLike = (u: unknown): u is PromiseLike<unknown> =>
   typeof u === "object" && u !== null && typeof (u as PromiseLike<unknown>).then === "function"
 
+// Calls a handler now; what it returns as an Effect: an Effect, a Promise (its rejection becomes the failure), or a
+// value. A throw is a defect, as in Effect.suspend.
+const callHandler = (handler: (...args: ReadonlyArray<unknown>) => unknown, args: ReadonlyArray<unknown>): Effect.Effect<unknown, unknown> => {
+  let out: unknown
+  try {
+    out = handler(...args)
+  } catch (defect) {
+    return Effect.die(defect)
+  }
+  if (Effect.isEffect(out)) return out as Effect.Effect<unknown, unknown>
+  if (isPromiseLike(out)) return Effect.tryPromise({ try: () => out as Promise<unknown>, catch: (e) => e })
+  return Effect.succeed(out)
+}
+
 /** Runs a handler whatever it returns: an Effect, a Promise (its rejection becomes the failure), or a value. */
 export const runHandler = (handler: (...args: ReadonlyArray<unknown>) => unknown, args: ReadonlyArray<unknown>) =>
-  Effect.suspend((): Effect.Effect<unknown, unknown> => {
-    const out = handler(...args)
-    if (Effect.isEffect(out)) return out as Effect.Effect<unknown, unknown>
-    if (isPromiseLike(out)) return Effect.tryPromise({ try: () => out as Promise<unknown>, catch: (e) => e })
-    return Effect.succeed(out)
-  })
+  Effect.suspend(() => callHandler(handler, args))
 
 const seconds = (start: number) => (performance.now() - start) / 1000
 
@@ -232,14 +241,11 @@ export const make = <const Tasks extends ReadonlyArray<Task.Any>>(
           }
           args = decoded.right
         }
-        let run = runHandler(task.handler, args)
         const timeout = timeoutOf(message.labels) ?? task.timeout
-        if (timeout !== undefined) {
-          run = Effect.timeoutFail(run, {
-            duration: timeout,
-            onTimeout: () => new TaskTimeout({ taskName: task.name, timeoutMs: Duration.toMillis(timeout) })
-          })
-        }
+        const run = timeout === undefined ? undefined : Effect.timeoutFail(runHandler(task.handler, args), {
+          duration: timeout,
+          onTimeout: () => new TaskTimeout({ taskName: task.name, timeoutMs: Duration.toMillis(timeout) })
+        })
         const info: CurrentTask.TaskInfo = {
           taskId: message.taskId,
           taskName: task.name,
@@ -247,8 +253,13 @@ export const make = <const Tasks extends ReadonlyArray<Task.Any>>(
           deliveryCount,
           labels: message.labels
         }
+        // The task is recorded and its handler called in one step (no separate effects per task for either).
         return Effect.map(
-          Effect.exit(Effect.zipRight(Effect.withFiberRuntime((fiber) => CurrentTask.set(fiber, info)), withContext(run))),
+          Effect.exit(Effect.withFiberRuntime<unknown, unknown>((fiber) => {
+            const recorded = CurrentTask.set(fiber, info)
+            const body = withContext(run ?? callHandler(task.handler, args))
+            return recorded === Effect.void ? body : Effect.zipRight(recorded, body)
+          })),
           (exit) => toExecution(task, message, start, exit)
         )
       })

@@ -255,13 +255,15 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
         ? exit.value ? Effect.void : Effect.sync(() => releaseSlots(1))
         : Effect.zipRight(handBack(delivery, exit.cause), Effect.sync(() => releaseSlots(1)))
 
-    // Runs one message, inside one uninterruptible region so that its slot is accounted for exactly once.
+    // Runs one message on a slot fiber that is uninterruptible but for its handler (`restore`), so that the message's
+    // place is accounted for exactly once.
     type Execute = Context.Tag.Service<Executor>["execute"]
+    type Restore = <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
     const start = (
       delivery: Delivery,
       self: Fiber.RuntimeFiber<unknown, unknown>,
       execute: Execute,
-      restore: <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+      restore: Restore
     ): Effect.Effect<boolean, BrokerError> => {
       if (Either.isLeft(delivery.message)) {
         const e = delivery.message.left
@@ -277,19 +279,20 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
       running.set(taskId, self)
       return Effect.flatMap(Effect.exit(restore(execute(message, delivery.deliveryCount))), (exit) => afterRun(delivery, message, exit))
     }
-    const process = (delivery: Delivery, self: Fiber.RuntimeFiber<unknown, unknown>, execute: Execute): Effect.Effect<void> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(Effect.exit(Effect.suspend(() => start(delivery, self, execute, restore))), (exit) => settleSlot(delivery, exit))
-      )
+    const process = (delivery: Delivery, self: Fiber.RuntimeFiber<unknown, unknown>, execute: Execute, restore: Restore) =>
+      Effect.flatMap(Effect.exit(Effect.suspend(() => start(delivery, self, execute, restore))), (exit) => settleSlot(delivery, exit))
 
     // A slot's message holds its place until the acker is done with it, unless it ended another way.
     // Progress goes to this worker's backend, and the handlers' services come from the executor: set once per slot
-    // fiber, inherited by what a handler forks.
+    // fiber, inherited by what a handler forks. A slot is interruptible only while it waits for work or runs a
+    // handler: a message it took is always run or handed back (one region for the slot's life, not one per task).
     const slotLoop = (execute: Execute) =>
       Effect.withFiberRuntime<never, never>((self) =>
         FiberRef.set(TaskProgress.reporterRef, Option.some(backend.setProgress)).pipe(
           Effect.zipRight(CurrentTask.own),
-          Effect.zipRight(Effect.forever(Effect.flatMap(work.take, (delivery) => process(delivery, self, execute))))
+          Effect.zipRight(Effect.uninterruptibleMask((restore) =>
+            Effect.forever(Effect.flatMap(restore(work.take), (delivery) => process(delivery, self, execute, restore)))
+          ))
         )
       )
     const slot = executor.withServices !== undefined ? executor.withServices(slotLoop) : slotLoop(executor.execute)
