@@ -15,6 +15,7 @@ import { ResultBackend } from "../src/ResultBackend.js"
 import * as TaskMessage from "../src/TaskMessage.js"
 import * as TaskResult from "../src/TaskResult.js"
 import { cleanupKeys, layerRedis, names, rawClient, redisUrl, uniqueName } from "./utils/redis.js"
+import { privateRedis } from "./utils/redisServer.js"
 
 const message = (n: unknown): TaskMessage.TaskMessage => ({
   taskId: TaskMessage.makeTaskId(),
@@ -423,6 +424,41 @@ describe("Redis broker: signed messages", () => {
 })
 
 describe("Redis broker", () => {
+  it.scoped("concurrent publishes go out together in one round trip, in order; an awaited one alone; a failed round trip fails each", () =>
+    Effect.gen(function*() {
+      const redis = yield* privateRedis()
+      const raw = yield* rawClient(redis.url)
+      const ctx = yield* Layer.build(RedisBroker.layer({ queueName: "q" }).pipe(Layer.provide(RedisConnection.layer({ url: redis.url }))))
+      const broker = Context.get(ctx, Broker)
+      // Scripts, and XADDs (those a script runs count too).
+      const calls = () =>
+        Effect.promise(async () => {
+          const stats = await raw.info("commandstats")
+          const count = (cmd: string) => Number(new RegExp(`cmdstat_${cmd}:calls=(\\d+)`).exec(stats)?.[1] ?? 0)
+          return { scripts: count("evalsha") + count("eval"), xadds: count("xadd") }
+        })
+      const before = yield* calls()
+      yield* Effect.forEach(Array.from({ length: 200 }, (_, i) => i), (i) => broker.publish(message(i)), { concurrency: "unbounded", discard: true })
+      const after = yield* calls()
+      assert.strictEqual(after.xadds - before.xadds, 200)
+      assert.isAtLeast(after.scripts - before.scripts, 1)
+      assert.isAtMost(after.scripts - before.scripts, 3, "200 concurrent publishes in at most 3 round trips")
+      const entries = yield* Effect.promise(() => raw.xrange("q", "-", "+"))
+      assert.deepStrictEqual(
+        entries.map(([, fields]) => Either.getOrThrow(TaskMessage.decodeJson(fields[1]!)).args[0]),
+        Array.from({ length: 200 }, (_, i) => i)
+      )
+      const alone = yield* calls()
+      for (let i = 0; i < 3; i++) yield* broker.publish(message(i))
+      const done = yield* calls()
+      assert.deepStrictEqual({ scripts: done.scripts - alone.scripts, xadds: done.xadds - alone.xadds }, { scripts: 0, xadds: 3 }, "an awaited publish is a plain XADD")
+      // Redis refuses every write (out of memory): each publish of the batch fails with a typed error.
+      yield* Effect.promise(() => raw.config("SET", "maxmemory", "1"))
+      const failed = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => i), (i) => Effect.flip(broker.publish(message(i))), { concurrency: "unbounded" })
+      assert.deepStrictEqual(failed.map((e) => (e as { reason?: string }).reason), Array.from({ length: 10 }, () => "Publish"))
+      assert.include(failed[0]!.message, "OOM")
+    }))
+
   it.scoped("runs a task published before any consumer group existed (group created at id 0)", () =>
     Effect.gen(function*() {
       const root = uniqueName("group0")
