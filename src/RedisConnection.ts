@@ -110,6 +110,11 @@ export class RedisConnection extends Context.Tag("effect-taskiq/RedisConnection"
 
 const retryStrategy = (times: number): number => Math.min(50 * 2 ** Math.min(times, 10), 2_000)
 
+// Auto-pipelining holds every command until the next setImmediate, to write those of a turn together. These are
+// already one per batch (a worker's completion script, coalesced publishes: internal/coalescer.ts): they go out at
+// once, without the wait or a pipeline object of their own.
+const sentAtOnce = ["xadd", "taskiqComplete", "taskiqPublishMany"]
+
 const open = (
   url: string,
   redacted: string,
@@ -122,6 +127,7 @@ const open = (
       const client = new Redis(url, {
         lazyConnect: true,
         enableAutoPipelining: autoPipelining,
+        autoPipeliningIgnoredCommands: sentAtOnce,
         maxRetriesPerRequest: null,
         retryStrategy,
         connectTimeout: Duration.toMillis(timeout),
