@@ -227,18 +227,22 @@ export const make = (options: RedisBrokerOptions = {}) =>
     // The publish path makes no named closure per message: tsx compiles with keepNames, which gives each a
     // defineProperty (7 % of a plain kiq's CPU, measured).
     const publishFailed = (c: unknown) => fail("Publish", c)
-    // Plain messages published in the same turn go out together: one XADD, or publish_many.lua for several.
-    const sendTo = (stream: string) => (batch: ReadonlyArray<string>): Promise<unknown> => {
-      if (batch.length === 1) {
-        const data = batch[0]!
-        return signer === undefined
-          ? client.xadd(stream, "*", "data", data)
-          : client.xadd(stream, "*", "data", data, "sig", signer.sign(data))
-      }
+    // A string's UTF-8 bytes are at most 3 per UTF-16 unit: count them only when that could matter.
+    const overLimit = (data: string) => data.length * 3 > maxMessageBytes && Buffer.byteLength(data) > maxMessageBytes
+    // Many messages (at most a thousand: one script should not block Redis for long) in one publish_many.lua.
+    const publishManyTo = (stream: string, batch: ReadonlyArray<string>): Promise<number> => {
       if (signer === undefined) return client.taskiqPublishMany(stream, "0", ...batch)
       const args: Array<string> = []
       for (const d of batch) args.push(d, signer.sign(d))
       return client.taskiqPublishMany(stream, "1", ...args)
+    }
+    // Plain messages published in the same turn go out together: one XADD, or publish_many.lua for several.
+    const sendTo = (stream: string) => (batch: ReadonlyArray<string>): Promise<unknown> => {
+      if (batch.length > 1) return publishManyTo(stream, batch)
+      const data = batch[0]!
+      return signer === undefined
+        ? client.xadd(stream, "*", "data", data)
+        : client.xadd(stream, "*", "data", data, "sig", signer.sign(data))
     }
     const plain: Record<Priority, Coalescer.Submit<string, BrokerError>> = {
       high: Coalescer.make(sendTo(k.streams.high), publishFailed),
@@ -247,8 +251,7 @@ export const make = (options: RedisBrokerOptions = {}) =>
     }
     // A plain message is one XADD; a delayed one or one with an idempotency key goes through publish.lua.
     const publishTo = (priority: Priority, data: string, publishOptions: PublishOptions | undefined) => {
-      // A string's UTF-8 bytes are at most 3 per UTF-16 unit: count them only when that could matter.
-      if (data.length * 3 > maxMessageBytes && Buffer.byteLength(data) > maxMessageBytes) return Effect.fail(tooLarge(data))
+      if (overLimit(data)) return Effect.fail(tooLarge(data))
       const delayMs = publishOptions?.delayMs !== undefined && publishOptions.delayMs > 0 ? Math.ceil(publishOptions.delayMs) : undefined
       const idem = publishOptions?.idempotency
       if (delayMs === undefined && idem === undefined) {
@@ -264,7 +267,7 @@ export const make = (options: RedisBrokerOptions = {}) =>
             : await client.taskiqPublish(2, target, k.idempotency(idem.key), ...args)
           return holder ?? undefined
         },
-        catch: (c) => fail("Publish", c)
+        catch: publishFailed
       })
     }
 
@@ -273,20 +276,10 @@ export const make = (options: RedisBrokerOptions = {}) =>
 
     const publishManyRaw = (data: ReadonlyArray<string>, priority: Priority = "normal") =>
       Effect.suspend(() => {
-        for (const d of data) if (d.length * 3 > maxMessageBytes && Buffer.byteLength(d) > maxMessageBytes) return Effect.fail(tooLarge(d))
+        for (const d of data) if (overLimit(d)) return Effect.fail(tooLarge(d))
         return Effect.tryPromise({
           try: async () => {
-            // A thousand a script: one script should not block Redis for long.
-            for (let i = 0; i < data.length; i += 1000) {
-              const chunk = data.slice(i, i + 1000)
-              if (signer === undefined) {
-                await client.taskiqPublishMany(streamOf(priority), "0", ...chunk)
-              } else {
-                const args: Array<string> = []
-                for (const d of chunk) args.push(d, signer.sign(d))
-                await client.taskiqPublishMany(streamOf(priority), "1", ...args)
-              }
-            }
+            for (let i = 0; i < data.length; i += 1000) await publishManyTo(streamOf(priority), data.slice(i, i + 1000))
           },
           catch: (c) => fail("Publish", c)
         })

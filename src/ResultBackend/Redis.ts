@@ -104,6 +104,10 @@ export const make = (options: RedisResultBackendOptions = {}) =>
         registered = undefined
         throw e
       })
+    const registerAgain = () => {
+      registered = undefined
+      return registration()
+    }
     const stopWatching = () => {
       clearInterval(renewal)
       renewal = undefined
@@ -115,10 +119,7 @@ export const make = (options: RedisResultBackendOptions = {}) =>
     const watching = Effect.acquireRelease(
       Effect.sync(() => {
         if (watches++ > 0) return
-        renewal = setInterval(() => {
-          registered = undefined
-          registration().catch(() => undefined)
-        }, watchTtlMs / 5)
+        renewal = setInterval(() => void registerAgain().catch(() => undefined), watchTtlMs / 5)
         renewal.unref()
       }),
       () => Effect.sync(() => --watches === 0 && stopWatching())
@@ -162,9 +163,7 @@ export const make = (options: RedisResultBackendOptions = {}) =>
             sub.on("ready", () => {
               queueMicrotask(() =>
                 sub.ping().then(() => {
-                  if (watches === 0) return
-                  registered = undefined
-                  return registration()
+                  if (watches > 0) return registerAgain()
                 }).then(() => {
                   for (const entry of channels.values()) for (const l of entry.listeners) l.onResubscribed()
                 }, () => undefined) // killed again: the next "ready" catches up
