@@ -4,6 +4,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
@@ -457,6 +458,28 @@ describe("Redis broker", () => {
       const failed = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => i), (i) => Effect.flip(broker.publish(message(i))), { concurrency: "unbounded" })
       assert.deepStrictEqual(failed.map((e) => (e as { reason?: string }).reason), Array.from({ length: 10 }, () => "Publish"))
       assert.include(failed[0]!.message, "OOM")
+    }))
+
+  it.scopedLive("a consumer that read fewer messages than it asked for waits with one blocking read, not a read that finds nothing first", () =>
+    Effect.gen(function*() {
+      const redis = yield* privateRedis()
+      const raw = yield* rawClient(redis.url)
+      const ctx = yield* Layer.build(RedisBroker.layer({ queueName: "q" }).pipe(Layer.provide(RedisConnection.layer({ url: redis.url }))))
+      const broker = Context.get(ctx, Broker)
+      const consumer = yield* broker.consumer({ blockMs: 2_000 })
+      const reads = () =>
+        Effect.promise(async () => Number(/cmdstat_xreadgroup:calls=(\d+)/.exec(await raw.info("commandstats"))?.[1] ?? 0))
+      yield* broker.publish(message(1))
+      const first = yield* consumer.read(4)
+      assert.deepStrictEqual(first.map(argOf), [1])
+      const before = yield* reads()
+      // The queue is empty now: the next read should block at once and wake with the next message.
+      const next = yield* Effect.fork(consumer.read(4))
+      yield* Effect.sleep("100 millis")
+      yield* broker.publish(message(2))
+      const second = yield* Fiber.join(next)
+      assert.deepStrictEqual(second.map(argOf), [2])
+      assert.strictEqual((yield* reads()) - before, 1, "one XREADGROUP for the second message")
     }))
 
   it.scoped("runs a task published before any consumer group existed (group created at id 0)", () =>
