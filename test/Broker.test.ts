@@ -15,6 +15,7 @@ import * as RedisConnection from "../src/RedisConnection.js"
 import { ResultBackend } from "../src/ResultBackend.js"
 import * as TaskMessage from "../src/TaskMessage.js"
 import * as TaskResult from "../src/TaskResult.js"
+import * as Taskiq from "../src/Taskiq.js"
 import { cleanupKeys, layerRedis, names, rawClient, redisUrl, uniqueName } from "./utils/redis.js"
 import { privateRedis } from "./utils/redisServer.js"
 
@@ -480,6 +481,34 @@ describe("Redis broker", () => {
       const second = yield* Fiber.join(next)
       assert.deepStrictEqual(second.map(argOf), [2])
       assert.strictEqual((yield* reads()) - before, 1, "one XREADGROUP for the second message")
+    }))
+
+  it.scoped("while no high or low priority message exists, completing a batch reads ahead from the normal stream alone", () =>
+    Effect.gen(function*() {
+      const redis = yield* privateRedis()
+      const raw = yield* rawClient(redis.url)
+      const ctx = yield* Layer.build(Taskiq.layerRedis({ url: redis.url, queueName: "q", resultPrefix: "r" }))
+      const broker = Context.get(ctx, Broker)
+      const backend = Context.get(ctx, ResultBackend)
+      const reads = () =>
+        Effect.promise(async () => Number(/cmdstat_xreadgroup:calls=(\d+)/.exec(await raw.info("commandstats"))?.[1] ?? 0))
+      const consumer = yield* broker.consumer({ blockMs: 50 })
+      const complete = (deliveries: ReadonlyArray<Delivery>) =>
+        consumer.ackWithResults!(
+          deliveries.map((delivery) => ({ delivery, taskId: Either.getOrThrow(delivery.message).taskId, result: TaskResult.succeed(argOf(delivery), 0) })),
+          backend.redisStore!,
+          1
+        )
+      for (const i of [1, 2, 3]) yield* broker.publish(message(i))
+      const first = yield* readN(consumer, 1)
+      const before = yield* reads()
+      const second = yield* complete(first)
+      assert.deepStrictEqual(second!.map(argOf), [2])
+      assert.strictEqual((yield* reads()) - before, 1, "one XREADGROUP, on the normal stream")
+      // A high priority message waits: the next read-ahead looks at every stream, the high one first.
+      yield* broker.publish(message(4), { priority: "high" })
+      const third = yield* complete(second!)
+      assert.deepStrictEqual(third!.map((d) => [argOf(d), d.priority]), [[4, "high"]])
     }))
 
   it.scoped("runs a task published before any consumer group existed (group created at id 0)", () =>

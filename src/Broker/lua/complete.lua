@@ -40,10 +40,13 @@ for s = 1, 3 do
   end
 end
 local consumer, left, turn = ARGV[at], tonumber(ARGV[at + 1] or 0), tonumber(ARGV[at + 2] or 0) % 8
+-- Whether the high or low stream holds anything: when neither does, only the normal stream is read.
+local any = 0
+if redis.call('XLEN', KEYS[n + 2]) + redis.call('XLEN', KEYS[n + 4]) > 0 then any = 1 end
 local out = {}
 if left and left > 0 then
   local order = { 1, 2, 3 }
-  if turn == 3 then order = { 2, 3, 1 } elseif turn == 7 then order = { 3, 2, 1 } end
+  if any == 0 then order = { 2 } elseif turn == 3 then order = { 2, 3, 1 } elseif turn == 7 then order = { 3, 2, 1 } end
   for _, i in ipairs(order) do
     if left <= 0 then break end
     local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', left, 'STREAMS', KEYS[n + 1 + i], '>')
@@ -53,6 +56,4 @@ if left and left > 0 then
     end
   end
 end
-local any = 0
-if redis.call('XLEN', KEYS[n + 2]) + redis.call('XLEN', KEYS[n + 4]) > 0 then any = 1 end
 return { any, out }

@@ -5,8 +5,11 @@
 -- Returns { 1 if the high or low stream holds any entry (waiting or running) else 0,
 --           { { priority index (1 high, 2 normal, 3 low), { { id, fields }, ... } }, ... } }
 local turn = tonumber(ARGV[4]) % 8
+-- Whether the high or low stream holds anything: when neither does, only the normal stream is read.
+local any = 0
+if redis.call('XLEN', KEYS[1]) + redis.call('XLEN', KEYS[3]) > 0 then any = 1 end
 local order = { 1, 2, 3 }
-if turn == 3 then order = { 2, 3, 1 } elseif turn == 7 then order = { 3, 2, 1 } end
+if any == 0 then order = { 2 } elseif turn == 3 then order = { 2, 3, 1 } elseif turn == 7 then order = { 3, 2, 1 } end
 local left = tonumber(ARGV[3])
 local out = {}
 for _, i in ipairs(order) do
@@ -17,6 +20,4 @@ for _, i in ipairs(order) do
     left = left - #r[1][2]
   end
 end
-local any = 0
-if redis.call('XLEN', KEYS[1]) + redis.call('XLEN', KEYS[3]) > 0 then any = 1 end
 return { any, out }
