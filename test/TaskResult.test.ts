@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
 import * as TaskResult from "../src/TaskResult.js"
 
 // What Python taskiq 0.11 with the JSON serializer stores under the result key.
@@ -206,6 +207,47 @@ describe("TaskResult", () => {
 
     it("is the type when there are no arguments", () => {
       assert.strictEqual(TaskResult.errorMessage(error({ excType: "StopIteration", excMessage: [] })), "StopIteration")
+    })
+  })
+
+  describe("the hand-checked fast path", () => {
+    // decodeJson checks the common shape by hand and only falls back to TaskResultWire: both must agree on what is
+    // valid, and valid results must come out the same either way.
+    const viaSchema = (json: string) => {
+      const r = Schema.decodeUnknownEither(TaskResult.TaskResultWire, { onExcessProperty: "preserve" })(JSON.parse(json))
+      return Either.isRight(r)
+    }
+    const cases = [
+      okJson,
+      errJson,
+      `{"is_err":false,"execution_time":0}`,
+      `{"is_err":false,"execution_time":1.5,"log":"line","labels":{"a":{"b":[1]}},"extra_field":[1,2]}`,
+      `{"is_err":true,"execution_time":0,"error":{"exc_type":"E"}}`,
+      `{"is_err":true,"execution_time":0,"error":{"exc_type":"E","exc_pretty":"trace","exc_value":{"_tag":"E"}}}`,
+      `{"is_err":true,"execution_time":0,"error":{"exc_type":"E","exc_pretty":null}}`,
+      `{"is_err":true,"execution_time":0,"error":{"exc_type":"E","exc_module":7}}`,
+      `{"is_err":false,"execution_time":0,"labels":null}`,
+      `{"is_err":false,"execution_time":0,"log":null,"return_value":null,"error":null}`
+    ]
+    it("accepts exactly what the wire Schema accepts", () => {
+      for (const json of cases) assert.strictEqual(Either.isRight(TaskResult.decodeJson(taskId, json)), viaSchema(json), json)
+    })
+    it("fills the same defaults and keeps the extra fields", () => {
+      assert.deepStrictEqual(decodeOk(`{"is_err":false,"execution_time":0,"x":1}`), {
+        isErr: false,
+        returnValue: null,
+        error: null,
+        executionTime: 0,
+        labels: {},
+        log: null,
+        extra: { x: 1 }
+      })
+      assert.deepStrictEqual(decodeOk(`{"is_err":true,"execution_time":0,"error":{"exc_type":"E","y":2}}`).error, {
+        excType: "E",
+        excMessage: [],
+        excModule: "builtins",
+        extra: { y: 2 }
+      })
     })
   })
 
