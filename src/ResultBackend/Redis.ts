@@ -15,6 +15,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Redis } from "ioredis"
 import * as Inbox from "../internal/inbox.js"
+import { Pushed } from "../internal/pushed.js"
 import * as RedisConnection from "../RedisConnection.js"
 import {
   BackendError,
@@ -237,15 +238,18 @@ export const make = (options: RedisResultBackendOptions = {}) =>
       while: (e: BackendError | TaskResult.ResultDecodeError) => e._tag === "BackendError" && e.reason === "Wait"
     }
 
+    // The result pushed while waiting, decoded; none after the timeout.
+    const awaitPushed = (taskId: string, arrived: Pushed<string>, timeout: Duration.Duration) =>
+      Effect.flatMap(arrived.await(timeout), (json) => Option.isSome(json) ? decode(taskId, json.value) : Effect.succeed(Option.none()))
+
     // Waits on the task's own channel: subscribe, then read (a result stored in between is seen by one or the other).
     const waitOnChannel = (taskId: string, timeout: Duration.Duration) =>
       Effect.gen(function*() {
         const key = keyOf(taskId)
-        let resolve!: (json: string) => void
-        const arrived = new Promise<string>((r) => (resolve = r))
+        const arrived = new Pushed<string>()
         const listener: Listener = {
-          onMessage: (json) => resolve(json),
-          onResubscribed: () => deliverStored(key, [resolve])
+          onMessage: arrived.push,
+          onResubscribed: () => deliverStored(key, [arrived.push])
         }
         yield* listen(resultChannel(key), listener, taskId)
         // Subscribed, then registered, then the read: a result stored before the registration is read, one after is
@@ -253,10 +257,7 @@ export const make = (options: RedisResultBackendOptions = {}) =>
         yield* watching
         const now = yield* get(taskId)
         if (Option.isSome(now)) return now
-        return yield* Effect.promise(() => arrived).pipe(
-          Effect.flatMap((json) => decode(taskId, json)),
-          Effect.timeoutTo({ duration: timeout, onSuccess: (r) => r, onTimeout: () => Option.none() })
-        )
+        return yield* awaitPushed(taskId, arrived, timeout)
       }).pipe(Effect.scoped, Effect.retry(resubscribeRetry))
 
     // The process inbox (internal/inbox.ts): subscribed once, for the backend's lifetime, on the first wait.
@@ -297,25 +298,17 @@ export const make = (options: RedisResultBackendOptions = {}) =>
     const waitOnInbox = (taskId: string, timeout: Duration.Duration) =>
       Effect.suspend(() => {
         const key = keyOf(taskId)
-        let resolve!: (json: string) => void
-        const arrived = new Promise<string>((r) => (resolve = r))
+        const arrived = new Pushed<string>()
         let waiters = inboxWaiters.get(key)
         if (waiters === undefined) inboxWaiters.set(key, waiters = new Set())
-        waiters.add(resolve)
+        waiters.add(arrived.push)
         const forget = Effect.sync(() => {
-          waiters.delete(resolve)
+          waiters.delete(arrived.push)
           if (waiters.size === 0) inboxWaiters.delete(key)
         })
         // Listening first, then the read: a result stored before is read, one stored after is pushed.
         return get(taskId).pipe(
-          Effect.flatMap((now) =>
-            Option.isSome(now)
-              ? Effect.succeed(now)
-              : Effect.promise(() => arrived).pipe(
-                Effect.flatMap((json) => decode(taskId, json)),
-                Effect.timeoutTo({ duration: timeout, onSuccess: (r) => r, onTimeout: () => Option.none() })
-              )
-          ),
+          Effect.flatMap((now) => Option.isSome(now) ? Effect.succeed(now) : awaitPushed(taskId, arrived, timeout)),
           Effect.ensuring(forget)
         )
       })
