@@ -337,13 +337,19 @@ export const submit = <Args extends ReadonlyArray<any>, A, E, R>(
           ttlMs: idempotencyTtlMs ?? defaultIdempotencyTtlMs
         }
       }
-    return Effect.map(
-      broker.publishRaw(json, publishOptions),
-      (holder) =>
-        holder === undefined
-          ? TaskHandle.make(taskId, task.name, broker.queueName, task, false, replyTo)
-          : TaskHandle.make(holder, task.name, broker.queueName, task, true)
-    )
+    // Registered before the message goes out, so that its result is awaited without a catch-up read.
+    if (replyTo !== undefined) Inbox.expect(taskId)
+    return Effect.matchEffect(broker.publishRaw(json, publishOptions), {
+      onFailure: (e) => {
+        if (replyTo !== undefined) Inbox.forget(taskId)
+        return Effect.fail(e)
+      },
+      onSuccess: (holder) => {
+        if (holder === undefined) return Effect.succeed(TaskHandle.make(taskId, task.name, broker.queueName, task, false, replyTo))
+        if (replyTo !== undefined) Inbox.forget(taskId)
+        return Effect.succeed(TaskHandle.make(holder, task.name, broker.queueName, task, true))
+      }
+    })
   })
 
 /**
@@ -369,11 +375,17 @@ export const submitMany = <Args extends ReadonlyArray<any>, A, E, R>(
     const priority = options.priority ?? task.priority
     const jsons: Array<string> = []
     const handles: Array<TaskHandle.TaskHandle<A, E>> = []
+    const expected: Array<string> = []
     for (const args of argsList) {
       const encoded = encodeSubmission(task, args, options, priority)
       if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
       jsons.push(encoded.right.json)
       handles.push(TaskHandle.make(encoded.right.taskId, task.name, broker.queueName, task, false, encoded.right.replyTo))
+      if (encoded.right.replyTo !== undefined) expected.push(encoded.right.taskId)
     }
-    return Effect.as(broker.publishManyRaw(jsons, priority), handles)
+    for (const taskId of expected) Inbox.expect(taskId)
+    return Effect.as(
+      Effect.tapError(broker.publishManyRaw(jsons, priority), () => Effect.sync(() => expected.forEach(Inbox.forget))),
+      handles
+    )
   })

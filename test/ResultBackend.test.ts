@@ -282,6 +282,48 @@ describe("Redis result backend", () => {
       assert.strictEqual(Option.getOrThrow(got2).error?.excType, "TaskCancelled")
     }))
 
+  it.scopedLive("inbox waiters for tasks submitted while the inbox held read nothing; after a reconnect they read again", () =>
+    Effect.gen(function*() {
+      const redis = yield* privateRedis()
+      const rb = yield* backendIn(RedisBackend.layer({ prefix: "pre" }).pipe(Layer.provide(RedisConnection.layer({ url: redis.url }))))
+      const admin = yield* rawClient(redis.url)
+      const gets = () =>
+        Effect.promise(async () => Number(/cmdstat_get:calls=(\d+)/.exec(await admin.info("commandstats"))?.[1] ?? 0))
+      const pushed = (value: unknown) => TaskResult.succeed(value, 0, { [Inbox.label]: Inbox.channel })
+      const first = TaskMessage.makeTaskId()
+      yield* rb.set(first, ok(0))
+      yield* rb.wait(first, Duration.seconds(5))
+      yield* eventually(async () => Inbox.isOpen(), (open) => open, 5_000)
+      yield* Effect.sleep("50 millis")
+      // Submitted now (as Task.submit registers them): their results can only come by push.
+      const ids = Array.from({ length: 20 }, () => TaskMessage.makeTaskId())
+      for (const id of ids) Inbox.expect(id)
+      const before = yield* gets()
+      const waiters = yield* Effect.fork(
+        Effect.forEach(ids, (id) => rb.wait(id, Duration.seconds(10), Inbox.channel), { concurrency: "unbounded" })
+      )
+      yield* Effect.sleep("50 millis")
+      yield* rb.setMany(ids.map((id, i) => [id, pushed(i)] as const))
+      const got = yield* Fiber.join(waiters).pipe(Effect.timeout("5 seconds"))
+      assert.deepStrictEqual(got.map((r) => Option.getOrThrow(r).returnValue), ids.map((_, i) => i))
+      assert.strictEqual((yield* gets()) - before, 0, "no catch-up read")
+      // A result pushed while the subscriber is down is lost: its waiter must read it.
+      const lost = TaskMessage.makeTaskId()
+      Inbox.expect(lost)
+      yield* Effect.promise(() => admin.call("CLIENT", "KILL", "TYPE", "pubsub"))
+      yield* rb.set(lost, pushed("lost"))
+      const late = yield* rb.wait(lost, Duration.seconds(5), Inbox.channel)
+      assert.strictEqual(Option.getOrThrow(late).returnValue, "lost")
+      // A task registered before a reconnect, waited for after it: read too.
+      const earlier = TaskMessage.makeTaskId()
+      Inbox.expect(earlier)
+      yield* Effect.promise(() => admin.call("CLIENT", "KILL", "TYPE", "pubsub"))
+      yield* rb.set(earlier, pushed("earlier"))
+      yield* Effect.sleep("500 millis")
+      const after = yield* rb.wait(earlier, Duration.seconds(5), Inbox.channel)
+      assert.strictEqual(Option.getOrThrow(after).returnValue, "earlier")
+    }))
+
   it.scopedLive("waiters keep waiting while the subscriber connection is killed under them, and get their results", () =>
     Effect.gen(function*() {
       const redis = yield* privateRedis()

@@ -4,6 +4,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import * as Broker from "../src/Broker.js"
+import * as Inbox from "../src/internal/inbox.js"
 import { scheduleAsync, scheduleWith } from "../src/Producer.js"
 import * as Task from "../src/Task.js"
 import * as Taskiq from "../src/Taskiq.js"
@@ -110,6 +111,20 @@ describe("Task", () => {
         yield* big.kiq(12345678901234567890n)
         const [msg] = yield* published
         assert.deepStrictEqual(msg!.args, ["12345678901234567890"])
+      }).pipe(Effect.provide(Taskiq.layerMemory())))
+  })
+
+  describe("with this process's result inbox open", () => {
+    it.scoped("kiq and kiqMany register their tasks before publishing (their waiters need no catch-up read) and ask for the push", () =>
+      Effect.gen(function*() {
+        yield* Effect.acquireRelease(Effect.sync(() => Inbox.track(1)), () => Effect.sync(() => Inbox.track(-1)))
+        const before = performance.now()
+        const one = yield* add.kiq(1, 2)
+        const many = yield* add.kiqMany([[1, 1], [2, 2]])
+        for (const h of [one, ...many]) assert.isAtLeast(Inbox.submittedAt(h.taskId) ?? -1, before, h.taskId)
+        const messages = yield* published
+        assert.deepStrictEqual(messages.map((m) => m.labels[Inbox.label]), [Inbox.channel, Inbox.channel, Inbox.channel])
+        for (const h of [one, ...many]) Inbox.forget(h.taskId)
       }).pipe(Effect.provide(Taskiq.layerMemory())))
   })
 

@@ -145,6 +145,9 @@ export const make = (options: RedisResultBackendOptions = {}) =>
     const scope = yield* Effect.scope
     // Per channel: its listeners, and the SUBSCRIBE every listener awaits before reading (so none reads too early).
     const channels = new Map<string, { readonly listeners: Set<Listener>; readonly subscribed: Promise<unknown> }>()
+    // Since when this backend's inbox subscription has held without a break (Infinity while it is broken): results
+    // of tasks submitted since were pushed to it, or are still to come (internal/inbox.ts).
+    let inboxSince = Infinity
     const subscriber = yield* Effect.cached(
       // No ready check on a subscriber: ioredis would send INFO after re-subscribing on a reconnect, which a
       // connection in subscriber mode refuses, and fail every pending subscribe (redis/ioredis#2037).
@@ -152,6 +155,8 @@ export const make = (options: RedisResultBackendOptions = {}) =>
         Effect.mapError((e) => new BackendError({ reason: "Connect", detail: e.detail, url: conn.url })),
         Effect.tap((sub) =>
           Effect.sync(() => {
+            // Pushes are lost while the connection is down: until it is back, every inbox wait reads first.
+            sub.on("close", () => void (inboxSince = Infinity))
             sub.on("message", (channel: string, message: string) => {
               const entry = channels.get(channel)
               if (entry) for (const l of entry.listeners) l.onMessage(message)
@@ -265,10 +270,13 @@ export const make = (options: RedisResultBackendOptions = {}) =>
     const inboxListener: Listener = {
       onMessage: (message) => {
         const parts = Inbox.split(message)
-        const waiters = parts && inboxWaiters.get(parts[0])
+        if (parts === undefined) return
+        Inbox.forget(Inbox.taskIdOfKey(parts[0]))
+        const waiters = inboxWaiters.get(parts[0])
         if (waiters) for (const w of waiters) w(parts[1])
       },
       onResubscribed: () => {
+        inboxSince = performance.now()
         for (const [key, waiters] of inboxWaiters) deliverStored(key, waiters)
       }
     }
@@ -279,12 +287,14 @@ export const make = (options: RedisResultBackendOptions = {}) =>
       // A cancellation is pushed on the task's own channel and the cancel channel, not to the inbox: listen there too.
       const onCancel: Listener = {
         onMessage: (key) => {
+          Inbox.forget(Inbox.taskIdOfKey(key))
           const waiters = inboxWaiters.get(key)
           if (waiters) deliverStored(key, waiters)
         },
         onResubscribed: () => undefined
       }
       return listen(Inbox.channel, inboxListener, "").pipe(
+        Effect.zipRight(Effect.sync(() => (inboxSince = performance.now()))),
         Effect.zipRight(listen(cancelChannel, onCancel, "")),
         Effect.zipRight(Effect.acquireRelease(Effect.sync(() => Inbox.track(1)), () => Effect.sync(() => Inbox.track(-1)))),
         Scope.extend(scope),
@@ -305,7 +315,14 @@ export const make = (options: RedisResultBackendOptions = {}) =>
         const forget = Effect.sync(() => {
           waiters.delete(arrived.push)
           if (waiters.size === 0) inboxWaiters.delete(key)
+          // A later wait (after a timeout) reads first: a result stored without a push is found that way.
+          Inbox.forget(taskId)
         })
+        // Submitted while this subscription held, and not pushed yet: the push is still to come, no read needed.
+        const submitted = Inbox.submittedAt(taskId)
+        if (submitted !== undefined && submitted >= inboxSince) {
+          return Effect.ensuring(awaitPushed(taskId, arrived, timeout), forget)
+        }
         // Listening first, then the read: a result stored before is read, one stored after is pushed.
         return get(taskId).pipe(
           Effect.flatMap((now) => Option.isSome(now) ? Effect.succeed(now) : awaitPushed(taskId, arrived, timeout)),

@@ -31,6 +31,29 @@ export const replyChannel = (labels: Readonly<Record<string, unknown>>): string 
   return typeof to === "string" && to.startsWith(channelPrefix) ? to : ""
 }
 
+// Tasks submitted with this inbox as their reply_to whose result has not been pushed here yet, with when they were
+// submitted (performance.now()). A waiter on a backend whose inbox subscription dates from before that time needs no
+// catch-up read: the push cannot have come and gone unheard (a reconnect moves the backend's time forward). A task
+// missing here (pushed already, forgotten, or never registered) is waited for with the read.
+const awaiting = new Map<string, number>()
+const maxAwaiting = 10_000
+
+/** Registers a task about to be submitted with this inbox as its reply_to. */
+export const expect = (taskId: string): void => {
+  // Bounded: the oldest registration goes first (its waiter, if one ever comes, reads the result instead).
+  if (awaiting.size >= maxAwaiting) awaiting.delete(awaiting.keys().next().value!)
+  awaiting.set(taskId, performance.now())
+}
+
+/** A task's result was pushed (or its task will have none pushed): waiters from now on read it. */
+export const forget = (taskId: string): void => void awaiting.delete(taskId)
+
+/** When the task was submitted, if it was registered and its result has not been pushed since. */
+export const submittedAt = (taskId: string): number | undefined => awaiting.get(taskId)
+
+/** The task id of a result key (`[<prefix>:]<task id>`; task ids are 32 hex digits). */
+export const taskIdOfKey = (key: string): string => key.slice(-32)
+
 /** The inbox message: the result key, a newline, the result's JSON. */
 export const split = (message: string): readonly [key: string, json: string] | undefined => {
   const at = message.indexOf("\n")
