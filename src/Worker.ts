@@ -78,6 +78,13 @@ const retryTransient = <A>(effect: Effect.Effect<A, BackendError>): Effect.Effec
 
 const none: ReadonlyArray<Delivery> = []
 
+// Resumes after the microtasks and I/O callbacks of this turn of the event loop (setImmediate): every fiber that can run
+// without waiting has run by then.
+const endOfTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
 /** A finished task waiting to be saved and acknowledged with others in one round trip each. */
 interface Completion {
   readonly delivery: Delivery
@@ -177,9 +184,10 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
         : Effect.flatMap(fused(batch, readAhead), (next) => next !== undefined ? Effect.succeed(next) : Effect.as(twoSteps(batch), none))).pipe(
           Effect.tap(() => releaseKeys(batch))
         )
-    // Waits for one completion, then yields once so that every slot finishing in the same turn joins the batch.
+    // Waits for one completion, then for the end of this turn of the event loop, so that every slot finishing in the
+    // same turn joins the batch (yielding once let only those already scheduled join).
     const acker = completions.take.pipe(
-      Effect.zipLeft(Effect.yieldNow()),
+      Effect.zipLeft(endOfTurn),
       Effect.map((first) => [first, ...completions.takeUpTo(1023)]),
       Effect.flatMap((batch) => {
         let next = none
