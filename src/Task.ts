@@ -337,19 +337,17 @@ export const submit = <Args extends ReadonlyArray<any>, A, E, R>(
           ttlMs: idempotencyTtlMs ?? defaultIdempotencyTtlMs
         }
       }
-    // Registered before the message goes out, so that its result is awaited without a catch-up read.
+    // Registered before the message goes out, so that its result is awaited without a catch-up read; a message not
+    // published (failed, or deduplicated onto another task) has no result to await.
     if (replyTo !== undefined) Inbox.expect(taskId)
-    return Effect.matchEffect(broker.publishRaw(json, publishOptions), {
-      onFailure: (e) => {
-        if (replyTo !== undefined) Inbox.forget(taskId)
-        return Effect.fail(e)
-      },
-      onSuccess: (holder) => {
-        if (holder === undefined) return Effect.succeed(TaskHandle.make(taskId, task.name, broker.queueName, task, false, replyTo))
-        if (replyTo !== undefined) Inbox.forget(taskId)
-        return Effect.succeed(TaskHandle.make(holder, task.name, broker.queueName, task, true))
+    return Effect.map(
+      Effect.tapError(broker.publishRaw(json, publishOptions), () => Effect.sync(() => Inbox.forget(taskId))),
+      (holder) => {
+        if (holder === undefined) return TaskHandle.make(taskId, task.name, broker.queueName, task, false, replyTo)
+        Inbox.forget(taskId)
+        return TaskHandle.make(holder, task.name, broker.queueName, task, true)
       }
-    })
+    )
   })
 
 /**

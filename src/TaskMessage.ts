@@ -4,6 +4,7 @@
 import { randomUUID } from "node:crypto"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
+import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 
 /** A label value as the TypeScript API sees it; the wire carries strings with a type code. */
@@ -87,20 +88,19 @@ const readableTaskId = (u: unknown): string | undefined => {
 }
 
 const taskIdPattern = /^[0-9a-f]{32}$/
-const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 
 // The hot path: the same rules as TaskMessageWire, checked by hand (a Schema decode per message costs more
 // than the rest of a no-op task). Whatever fails here goes through the Schema for its error message.
 const isWellFormed = (u: unknown): u is typeof TaskMessageWire.Encoded => {
-  if (!isRecord(u)) return false
+  if (!Predicate.isRecord(u)) return false
   if (typeof u.task_id !== "string" || !taskIdPattern.test(u.task_id)) return false
   if (typeof u.task_name !== "string" || u.task_name.length === 0) return false
-  if (u.labels !== undefined && !isRecord(u.labels)) return false
+  if (u.labels !== undefined && !Predicate.isRecord(u.labels)) return false
   if (u.args !== undefined && !Array.isArray(u.args)) return false
-  if (u.kwargs !== undefined && !isRecord(u.kwargs)) return false
+  if (u.kwargs !== undefined && !Predicate.isRecord(u.kwargs)) return false
   const types = u.labels_types
   if (types !== undefined && types !== null) {
-    if (!isRecord(types)) return false
+    if (!Predicate.isRecord(types)) return false
     for (const key in types) if (typeof types[key] !== "number") return false
   }
   return true

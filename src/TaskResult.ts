@@ -3,6 +3,7 @@
  */
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
+import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import type { Labels } from "./TaskMessage.js"
 
@@ -98,18 +99,16 @@ const collectExtra = (o: Record<string, unknown>, known: Set<string>): Record<st
   return extra
 }
 
-const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
-
 // The waiter's hot path: the same rules as TaskResultWire, checked by hand (a Schema decode allocated a fifth of a
 // round trip's memory on the waiting side). Whatever fails here goes through the Schema for its error message.
 const isWellFormed = (u: unknown): u is Record<string, unknown> => {
-  if (!isRecord(u)) return false
+  if (!Predicate.isRecord(u)) return false
   if (typeof u.is_err !== "boolean" || typeof u.execution_time !== "number") return false
   if (u.log !== undefined && u.log !== null && typeof u.log !== "string") return false
-  if (u.labels !== undefined && !isRecord(u.labels)) return false
+  if (u.labels !== undefined && !Predicate.isRecord(u.labels)) return false
   const e = u.error
   if (e === undefined || e === null) return true
-  return isRecord(e) && typeof e.exc_type === "string" &&
+  return Predicate.isRecord(e) && typeof e.exc_type === "string" &&
     (e.exc_message === undefined || Array.isArray(e.exc_message)) &&
     (e.exc_module === undefined || typeof e.exc_module === "string") &&
     (e.exc_pretty === undefined || typeof e.exc_pretty === "string")

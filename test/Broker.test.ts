@@ -425,20 +425,25 @@ describe("Redis broker: signed messages", () => {
     }))
 })
 
+// A broker and result backend on a private Redis, so that its command statistics count this test's calls alone.
+const onPrivateRedis = Effect.gen(function*() {
+  const redis = yield* privateRedis()
+  const raw = yield* rawClient(redis.url)
+  const ctx = yield* Layer.build(Taskiq.layerRedis({ url: redis.url, queueName: "q", resultPrefix: "r" }))
+  // How many times Redis ran these commands so far (those a script runs count too).
+  const count = (...commands: ReadonlyArray<string>) =>
+    Effect.promise(async () => {
+      const stats = await raw.info("commandstats")
+      return commands.reduce((sum, c) => sum + Number(new RegExp(`cmdstat_${c}:calls=(\\d+)`).exec(stats)?.[1] ?? 0), 0)
+    })
+  return { raw, broker: Context.get(ctx, Broker), backend: Context.get(ctx, ResultBackend), count }
+})
+
 describe("Redis broker", () => {
   it.scoped("concurrent publishes go out together in one round trip, in order; an awaited one alone; a failed round trip fails each", () =>
     Effect.gen(function*() {
-      const redis = yield* privateRedis()
-      const raw = yield* rawClient(redis.url)
-      const ctx = yield* Layer.build(RedisBroker.layer({ queueName: "q" }).pipe(Layer.provide(RedisConnection.layer({ url: redis.url }))))
-      const broker = Context.get(ctx, Broker)
-      // Scripts, and XADDs (those a script runs count too).
-      const calls = () =>
-        Effect.promise(async () => {
-          const stats = await raw.info("commandstats")
-          const count = (cmd: string) => Number(new RegExp(`cmdstat_${cmd}:calls=(\\d+)`).exec(stats)?.[1] ?? 0)
-          return { scripts: count("evalsha") + count("eval"), xadds: count("xadd") }
-        })
+      const { broker, count, raw } = yield* onPrivateRedis
+      const calls = () => Effect.zipWith(count("evalsha", "eval"), count("xadd"), (scripts, xadds) => ({ scripts, xadds }))
       const before = yield* calls()
       yield* Effect.forEach(Array.from({ length: 200 }, (_, i) => i), (i) => broker.publish(message(i)), { concurrency: "unbounded", discard: true })
       const after = yield* calls()
@@ -463,13 +468,9 @@ describe("Redis broker", () => {
 
   it.scopedLive("a consumer that read fewer messages than it asked for waits with one blocking read, not a read that finds nothing first", () =>
     Effect.gen(function*() {
-      const redis = yield* privateRedis()
-      const raw = yield* rawClient(redis.url)
-      const ctx = yield* Layer.build(RedisBroker.layer({ queueName: "q" }).pipe(Layer.provide(RedisConnection.layer({ url: redis.url }))))
-      const broker = Context.get(ctx, Broker)
+      const { broker, count } = yield* onPrivateRedis
       const consumer = yield* broker.consumer({ blockMs: 2_000 })
-      const reads = () =>
-        Effect.promise(async () => Number(/cmdstat_xreadgroup:calls=(\d+)/.exec(await raw.info("commandstats"))?.[1] ?? 0))
+      const reads = () => count("xreadgroup")
       yield* broker.publish(message(1))
       const first = yield* consumer.read(4)
       assert.deepStrictEqual(first.map(argOf), [1])
@@ -485,13 +486,8 @@ describe("Redis broker", () => {
 
   it.scoped("while no high or low priority message exists, completing a batch reads ahead from the normal stream alone", () =>
     Effect.gen(function*() {
-      const redis = yield* privateRedis()
-      const raw = yield* rawClient(redis.url)
-      const ctx = yield* Layer.build(Taskiq.layerRedis({ url: redis.url, queueName: "q", resultPrefix: "r" }))
-      const broker = Context.get(ctx, Broker)
-      const backend = Context.get(ctx, ResultBackend)
-      const reads = () =>
-        Effect.promise(async () => Number(/cmdstat_xreadgroup:calls=(\d+)/.exec(await raw.info("commandstats"))?.[1] ?? 0))
+      const { backend, broker, count } = yield* onPrivateRedis
+      const reads = () => count("xreadgroup")
       const consumer = yield* broker.consumer({ blockMs: 50 })
       const complete = (deliveries: ReadonlyArray<Delivery>) =>
         consumer.ackWithResults!(
