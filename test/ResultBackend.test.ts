@@ -16,6 +16,7 @@ import * as TaskHandle from "../src/TaskHandle.js"
 import * as TaskMessage from "../src/TaskMessage.js"
 import * as TaskResult from "../src/TaskResult.js"
 import { cleanupKeys, names, rawClient, redisUrl, uniqueName } from "./utils/redis.js"
+import { cuttingProxy } from "./utils/cuttingProxy.js"
 import { privateRedis } from "./utils/redisServer.js"
 import { eventually } from "./utils/wait.js"
 
@@ -344,5 +345,37 @@ describe("Redis result backend", () => {
       yield* Effect.forEach(ids, (id) => rb.set(id, ok(id)), { concurrency: 50 })
       const got = yield* Fiber.join(waiters)
       assert.deepStrictEqual(got.map((r) => Option.getOrThrow(r).returnValue), ids)
+    }), { timeout: 60_000 })
+
+  // ioredis's own re-subscription resent a SUBSCRIBE that was half answered when its connection broke with the old
+  // count of replies still to come: it completed early, later replies answered the wrong commands, and a second break
+  // at that point lost the channels for good (their waiters never heard their results).
+  it.scopedLive("a subscriber broken twice while it subscribes again to thousands of channels loses none of them", () =>
+    Effect.gen(function*() {
+      const redis = yield* privateRedis()
+      const proxy = yield* cuttingProxy(redis.port)
+      const rb = yield* backendIn(RedisBackend.layer({ prefix: "cut" }).pipe(Layer.provide(RedisConnection.layer({ url: proxy.url }))))
+      const admin = yield* rawClient(redis.url)
+      const n = 3_000
+      const ids = Array.from({ length: n }, () => TaskMessage.makeTaskId())
+      const waiters = yield* Effect.forkScoped(
+        Effect.forEach(ids, (id) => rb.wait(id, Duration.seconds(30)), { concurrency: "unbounded" })
+      )
+      const subscribed = () =>
+        (admin.call("PUBSUB", "CHANNELS", "__taskiq_result__:cut:*") as Promise<Array<string>>).then((c) => c.length)
+      yield* eventually(subscribed, (count) => count === n)
+      // What Redis sends per channel when a connection subscribes again (its count has at most 4 digits here).
+      const channel = `__taskiq_result__:cut:${ids[0]}`
+      const perChannel = Buffer.byteLength(`*3\r\n$9\r\nsubscribe\r\n$${channel.length}\r\n${channel}\r\n:3000\r\n`)
+      // Break the subscriber; its reconnection is cut a quarter of the way through the replies to its SUBSCRIBEs, the
+      // next one an eighth past all of them (where ioredis had completed the half-answered command early).
+      const first = proxy.cut("taskiq:results", Math.round(0.25 * n * perChannel), 10_000)
+      yield* Effect.promise(() => admin.call("CLIENT", "KILL", "TYPE", "pubsub"))
+      assert.isTrue(yield* Effect.promise(() => first), "the first reconnection was cut half way")
+      yield* Effect.promise(() => proxy.cut("taskiq:results", Math.round(1.12 * n * perChannel), 1_500))
+      yield* eventually(subscribed, (count) => count === n, 5_000)
+      yield* rb.setMany(ids.map((id, i) => [id, ok(i)] as const))
+      const got = yield* Fiber.join(waiters).pipe(Effect.timeout("5 seconds"))
+      assert.deepStrictEqual(got.map((r) => Option.getOrThrow(r).returnValue), ids.map((_, i) => i))
     }), { timeout: 60_000 })
 })
