@@ -2,6 +2,7 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import { spawn } from "node:child_process"
 import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Duration from "effect/Duration"
 import * as Fiber from "effect/Fiber"
@@ -289,6 +290,35 @@ describe("Worker", () => {
       assert.isTrue(results.every((r) => !r.isErr))
       assert.strictEqual(tasks.gaugeState.runs, 10, "each ran once: nothing handed back had started")
       yield* eventually(() => raw.xlen(queueName), (n) => n === 0, 5_000)
+    }))
+
+  it.scopedLive("a task finishing while another batch's completion is still in flight is completed without waiting for it", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-two-ackers")
+      const ctx = yield* infraIn(root)
+      // The first completion (save + ack + read-ahead, one script) is held until released.
+      const release = yield* Deferred.make<void>()
+      let completions = 0
+      const real = Context.get(ctx, Broker)
+      const held = Broker.of({
+        ...real,
+        consumer: (options) =>
+          Effect.map(real.consumer(options), (consumer) => ({
+            ...consumer,
+            ackWithResults: (batch, store, readAhead) =>
+              Effect.suspend(() => completions++ === 0 ? Deferred.await(release) : Effect.void).pipe(
+                Effect.zipRight(consumer.ackWithResults!(batch, store, readAhead))
+              )
+          }))
+      })
+      yield* startWorker(Context.add(ctx, Broker, held), { maxAsyncTasks: 2 })
+      const first = yield* inCtx(ctx, tasks.add.kiq(1, 2))
+      yield* eventually(async () => completions, (n) => n === 1)
+      const second = yield* inCtx(ctx, tasks.add.kiq(3, 4))
+      assert.strictEqual((yield* inCtx(ctx, second.waitResult({ timeout: "5 seconds" }))).returnValue, 7)
+      assert.isTrue(Option.isNone(yield* Context.get(ctx, ResultBackend).get(first.taskId)), "the first is still held")
+      yield* Deferred.succeed(release, undefined)
+      assert.strictEqual((yield* inCtx(ctx, first.waitResult({ timeout: "5 seconds" }))).returnValue, 3)
     }))
 
   it.scopedLive("ack policy: when_saved keeps the message until the result is stored; when_received acks at once", () =>
