@@ -16,6 +16,7 @@ import * as Taskiq from "../src/Taskiq.js"
 import * as Worker from "../src/Worker.js"
 import * as app from "./fixtures/app/tasks.js"
 import { deleteKeys, names, redisUrl, uniqueName } from "./utils/redis.js"
+import { childEnv } from "./utils/taskiqProcess.js"
 
 const appDir = resolve("test/fixtures/app")
 const root = uniqueName("main")
@@ -42,7 +43,7 @@ afterAll(async () => {
 const runScript = (mode: string, env: Record<string, string>) =>
   new Promise<{ code: number | null; stdout: string; stderr: string }>((resolvePromise) => {
     const child = spawn(process.execPath, ["--import", "tsx", "test/fixtures/scripts/main.ts", mode], {
-      env: { ...process.env, TASKIQ_REDIS_URL: redisUrl, TASKIQ_QUEUE_NAME: queueName, TASKIQ_RESULT_PREFIX: resultPrefix, ...env },
+      env: childEnv({ TASKIQ_REDIS_URL: redisUrl, TASKIQ_QUEUE_NAME: queueName, TASKIQ_RESULT_PREFIX: resultPrefix, ...env }),
       stdio: ["ignore", "pipe", "pipe"]
     })
     let stdout = ""

@@ -12,6 +12,7 @@ import * as Worker from "../src/Worker.js"
 import * as app from "./fixtures/app/tasks.js"
 import * as tasks from "./fixtures/tasks.js"
 import { deleteKeys, names, redisUrl, uniqueName } from "./utils/redis.js"
+import { childEnv } from "./utils/taskiqProcess.js"
 import { thrown } from "./utils/wait.js"
 
 const root = uniqueName("sync")
@@ -137,7 +138,7 @@ describe("scheduleAsyncSync (standalone)", () => {
   it("a script that ends without closing anything exits by itself (the thread is unref'd and closed at exit)", async () => {
     const queue = `${root}:script`
     const child = spawn(process.execPath, ["--import", "tsx", "test/fixtures/scripts/syncSchedule.ts", "5"], {
-      env: { ...process.env, TASKIQ_REDIS_URL: redisUrl, TASKIQ_QUEUE_NAME: queue },
+      env: childEnv({ TASKIQ_REDIS_URL: redisUrl, TASKIQ_QUEUE_NAME: queue }),
       stdio: ["ignore", "pipe", "inherit"]
     })
     let out = ""

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { mkdtempSync, writeFileSync } from "node:fs"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -53,7 +53,10 @@ describe("Taskiq.layerRedisConfig", () => {
     Effect.gen(function*() {
       const root = uniqueName("dotenv")
       yield* cleanupKeys(root)
-      const dir = mkdtempSync(join(tmpdir(), "taskiq-env-"))
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => mkdtempSync(join(tmpdir(), "taskiq-env-"))),
+        (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+      )
       const path = join(dir, ".env")
       writeFileSync(path, `TASKIQ_REDIS_URL=${redisUrl}\nTASKIQ_QUEUE_NAME=${root}:from-file\nTASKIQ_RESULT_PREFIX=${root}:r\n`)
       const fromFile = yield* Layer.build(Taskiq.layerRedisConfig({ dotEnv: path })).pipe(withEnv({}))

@@ -25,6 +25,7 @@ import * as Worker from "../src/Worker.js"
 import * as Taskiq from "../src/Taskiq.js"
 import * as tasks from "./fixtures/tasks.js"
 import { cleanupKeys, layerRedis, names, rawClient, redisUrl, uniqueName } from "./utils/redis.js"
+import { childEnv } from "./utils/taskiqProcess.js"
 import { privateRedis } from "./utils/redisServer.js"
 import { eventually } from "./utils/wait.js"
 
@@ -136,7 +137,7 @@ describe("Worker", () => {
       const raw = yield* rawClient()
       const { queueName, resultPrefix } = names(root)
       const child = spawn(process.execPath, ["--import", "tsx", "test/fixtures/worker.ts"], {
-        env: { ...process.env, TASKIQ_TEST_REDIS_URL: redisUrl, TEST_QUEUE: queueName, TEST_PREFIX: resultPrefix, TEST_LEASE_MS: "500" },
+        env: childEnv({ TEST_QUEUE: queueName, TEST_PREFIX: resultPrefix, TEST_LEASE_MS: "500" }),
         stdio: ["ignore", "pipe", "inherit"]
       })
       yield* Effect.addFinalizer(() => Effect.sync(() => child.kill("SIGKILL")))

@@ -12,6 +12,16 @@ export const repoRoot = resolve(import.meta.dirname, "../..")
 // Process start-up (tsx, effect, the app) takes seconds, more on a loaded machine: waits are generous.
 export const startupMs = 60_000
 
+/**
+ * The environment of a child process: this one's, without the developer's own TASKIQ_* settings (an exported
+ * TASKIQ_RESULT_PREFIX would send a child's results where the test does not look), plus `extra`.
+ */
+export const childEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = {}
+  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith("TASKIQ_")) env[name] = value
+  return { ...env, TASKIQ_TEST_REDIS_URL: redisUrl, ...extra }
+}
+
 export const stripAnsi = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, "")
 
 export interface CliProcess {
@@ -45,7 +55,7 @@ export const taskiq = (args: ReadonlyArray<string>, env: Record<string, string> 
     Effect.sync((): CliProcess => {
       const proc = spawn(process.execPath, [join(repoRoot, "bin/taskiq.mjs"), ...args], {
         cwd: repoRoot,
-        env: { ...process.env, TASKIQ_TEST_REDIS_URL: redisUrl, ...env },
+        env: childEnv(env),
         stdio: ["ignore", "pipe", "pipe"]
       })
       let out = ""
