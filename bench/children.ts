@@ -1,6 +1,7 @@
 /**
  * The harness side of worker children: spawn (`node --import tsx <script> <json config>` directly, so
- * the pid we hold is the worker's own and not an npx wrapper's), wait for ready, ask for stats, stop.
+ * the pid we hold is the worker's own and not an npx wrapper's), wait for ready, ask for stats, pause and
+ * resume, stop.
  * Every live child is registered, and killed by pid when the harness exits for whatever reason.
  */
 import { type ChildProcess, spawn } from "node:child_process"
@@ -43,6 +44,8 @@ export class WorkerChild {
   private readonly tail: Array<string> = []
   private readonly statsListeners = new Set<(stats: WorkerStats) => void>()
   private readonly replies = new Map<number, (stats: WorkerStats) => void>()
+  /** Pauses and resumes not yet answered: they fail at once if the child dies. */
+  private readonly acks = new Map<number, { resolve: () => void; reject: (e: Error) => void }>()
   private nextReply = 0
   private readyWaiter: { resolve: () => void; reject: (e: Error) => void } | undefined
   private isReady = false
@@ -86,6 +89,9 @@ export class WorkerChild {
       this.fail(message.message)
     } else if (message.type === "profiled") {
       this.profiled?.(message.file)
+    } else if (message.type === "paused" || message.type === "resumed") {
+      this.acks.get(message.reply)?.resolve()
+      this.acks.delete(message.reply)
     } else {
       this.latest = message.stats
       if (message.stats.rss > this.peakRss) this.peakRss = message.stats.rss
@@ -101,6 +107,8 @@ export class WorkerChild {
     if (this.failure !== undefined) return
     this.failure = `${this.label} (pid ${this.pid}) ${reason}${this.tail.length ? `; last output:\n${this.tail.join("\n")}` : ""}`
     this.readyWaiter?.reject(new Error(this.failure))
+    for (const ack of this.acks.values()) ack.reject(new Error(this.failure))
+    this.acks.clear()
   }
 
   /** Throws if the child has died: called from polling loops so a dead worker fails the run at once. */
@@ -129,6 +137,24 @@ export class WorkerChild {
     const answer = new Promise<WorkerStats>((resolve) => this.replies.set(reply, resolve))
     this.send({ type: "stats", reply, gc: options.gc === true })
     return withTimeout(answer, timeoutMs, `stats from ${this.label} (pid ${this.pid})`).finally(() => this.replies.delete(reply))
+  }
+
+  private request(type: "pause" | "resume", timeoutMs: number): Promise<void> {
+    this.check()
+    const reply = this.nextReply++
+    const answer = new Promise<void>((resolve, reject) => this.acks.set(reply, { resolve, reject }))
+    this.send({ type, reply })
+    return withTimeout(answer, timeoutMs, `${this.label} (pid ${this.pid}) to ${type}`).finally(() => this.acks.delete(reply))
+  }
+
+  /** Stops the worker consuming (the process stays up, warm); resolves once it holds no message. */
+  pause(timeoutMs = 15_000): Promise<void> {
+    return this.request("pause", timeoutMs)
+  }
+
+  /** Lets a paused worker consume again; resolves once it does. */
+  resume(timeoutMs = 15_000): Promise<void> {
+    return this.request("resume", timeoutMs)
   }
 
   /** Starts the CPU profiler in the child. */

@@ -9,13 +9,14 @@ export type SystemName = "ours" | "bullmq" | "raw"
 export const systems: ReadonlyArray<SystemName> = ["ours", "bullmq", "raw"]
 export const systemLabel: Record<SystemName, string> = { ours: "effect-taskiq", bullmq: "BullMQ", raw: "raw ioredis" }
 
-export type WorkloadName = "enqueue" | "e2e" | "scale" | "roundtrip" | "footprint"
-export const workloads: ReadonlyArray<WorkloadName> = ["enqueue", "e2e", "scale", "roundtrip", "footprint"]
+export type WorkloadName = "enqueue" | "e2e" | "scale" | "backlog" | "roundtrip" | "footprint"
+// Also the order of the table's rows.
+export const workloads: ReadonlyArray<WorkloadName> = ["enqueue", "e2e", "scale", "backlog", "roundtrip", "footprint"]
 
 export interface Sizes {
   /** Repetitions of each timed figure; the table shows their median. */
   readonly reps: number
-  /** Tasks per enqueue-only and end-to-end run. */
+  /** Tasks per enqueue-only, end-to-end and backlog run. */
   readonly n: number
   /** Untimed tasks run first through each fresh worker / producer, so the JIT is warm when timing starts. */
   readonly warmup: number
@@ -27,7 +28,7 @@ export interface Sizes {
   readonly inFlight: number
   /** Tasks per batch for the "batched" enqueue mode. */
   readonly batch: number
-  /** Worker concurrency of the end-to-end runs. */
+  /** Worker concurrency of the end-to-end and backlog runs. */
   readonly concurrencies: ReadonlyArray<number>
   /** Worker processes of the scale runs, each with `scaleConcurrency`. */
   readonly scaleWorkers: ReadonlyArray<number>
@@ -92,8 +93,8 @@ const usage = `usage: npm run bench -- [--quick] [--profile] [--prefetch=N] [--o
   --quick     small sizes (N=${quick.n}, ${quick.roundTrips} round trips, footprint ${quick.footprintN}, scale to 2 workers); under 2 minutes
   --profile   also CPU-profile our worker child (as node --cpu-prof would) and print where its time goes
   --prefetch  our worker's maxPrefetch (default 0, the library's default): messages read ahead of free slots
-  --only      run only these workloads
-  --reps/--n  override the repetitions / tasks per run
+  --only      run only these workloads (backlog: a paused worker per system, its queue filled with N tasks, timed draining it)
+  --reps/--n  override the repetitions / tasks per run (N: enqueue, end to end, backlog)
 Redis: TASKIQ_REDIS_URL (default redis://127.0.0.1:6379/0), loopback only unless --allow-remote.`
 
 const isLoopback = (url: string): boolean => {

@@ -16,6 +16,7 @@ import { describeMachine } from "./machine.js"
 import { RedisAdmin } from "./redis-admin.js"
 import { type Figure, renderTable, writeResults } from "./report.js"
 import { errorMessage, median, withTimeout } from "./util.js"
+import { backlog } from "./workloads/backlog.js"
 import type { Context } from "./workloads/common.js"
 import { throughput } from "./workloads/e2e.js"
 import { enqueue } from "./workloads/enqueue.js"
@@ -28,6 +29,7 @@ const steps: Record<WorkloadName, (ctx: Context) => Promise<void>> = {
   enqueue,
   e2e: throughput,
   scale: throughput,
+  backlog,
   roundtrip,
   footprint
 }
@@ -107,11 +109,12 @@ const main = async (): Promise<number> => {
     console.log(`\n${renderTable(figures)}\n`)
     console.log(`medians of the repetitions; ↑ higher is better, ↓ lower is better; ratios compare medians.`)
     log(`wrote ${options.resultsFile.pathname} (${header.durationSeconds} s)`)
-    // Other work on the machine skews the timings; the end-to-end runs measured how much there was.
-    const foreign = ((extra.e2eRuns ?? []) as Array<{ foreignCpuCores?: number }>).map((r) => r.foreignCpuCores ?? 0)
+    // Other work on the machine skews the timings; the end-to-end and backlog runs measured how much there was.
+    const foreign = [...(extra.e2eRuns ?? []) as Array<unknown>, ...(extra.backlogRuns ?? []) as Array<unknown>]
+      .map((r) => (r as { foreignCpuCores?: number }).foreignCpuCores ?? 0)
     const worst = Math.max(0, ...foreign)
     if (worst > 0.25) {
-      log(`WARNING: other processes used up to ${worst.toFixed(2)} of ${env.machine.cores} cores during end-to-end runs ` +
+      log(`WARNING: other processes used up to ${worst.toFixed(2)} of ${env.machine.cores} cores during end-to-end and backlog runs ` +
         `(median ${median(foreign).toFixed(2)}): throughput figures are noisy; CPU per task is the steadier figure`)
     }
     for (const f of failures) log(`FAILED ${f}`)

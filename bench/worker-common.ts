@@ -1,7 +1,7 @@
 /**
  * The child side of a worker process: reads its JSON config from argv, starts the worker, then talks to
- * the harness over IPC (ready, periodic stats, stats on request, CPU profile, stop). It exits when the
- * harness goes away, so a crashed or killed harness never leaves a worker consuming a queue.
+ * the harness over IPC (ready, periodic stats, stats on request, CPU profile, pause and resume, stop). It
+ * exits when the harness goes away, so a crashed or killed harness never leaves a worker consuming a queue.
  */
 import { writeFileSync } from "node:fs"
 import { Session } from "node:inspector/promises"
@@ -11,7 +11,11 @@ import { statsIntervalMs } from "./ipc.js"
 export interface RunningWorker {
   /** Tasks finished so far. */
   readonly done: () => number
-  /** Stops consuming and closes connections. */
+  /** Stops consuming, once what it read is finished and acknowledged (or handed back); the process stays up. */
+  readonly pause: () => Promise<void>
+  /** Consumes again after `pause`; resolves once it does. */
+  readonly resume: () => Promise<void>
+  /** Stops consuming and closes connections (paused or not). */
   readonly stop: () => Promise<void>
 }
 
@@ -85,6 +89,11 @@ export const runChild = <Config>(start: (config: Config) => Promise<RunningWorke
       setInterval(() => send({ type: "stats", stats: statsOf(worker) }), statsIntervalMs)
       const cpu = profiler()
       let stopping = false
+      // Pause, resume and stop one after another, in the order asked: a resume never overtakes the pause before it.
+      let queue: Promise<void> = Promise.resolve()
+      const inTurn = (what: string, f: () => Promise<void>, then: () => void) => {
+        queue = queue.then(f).then(then, (e) => fail(`${what} failed`, e))
+      }
       process.on("message", (message: ParentMessage) => {
         switch (message.type) {
           case "stats": {
@@ -96,8 +105,12 @@ export const runChild = <Config>(start: (config: Config) => Promise<RunningWorke
             return cpu.start()
           case "profile-stop":
             return cpu.stop(message.file)
+          case "pause":
+            return inTurn("pausing the worker", worker.pause, () => send({ type: "paused", reply: message.reply }))
+          case "resume":
+            return inTurn("resuming the worker", worker.resume, () => send({ type: "resumed", reply: message.reply }))
           case "stop":
-            if (!stopping) stopAndExit(worker)
+            if (!stopping) inTurn("stopping the worker", async () => stopAndExit(worker), () => undefined)
             stopping = true
         }
       })

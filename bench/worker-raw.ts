@@ -3,7 +3,8 @@
  * `XREADGROUP COUNT 256`, "runs" each no-op task (parses its JSON, builds a taskiq-shaped result), then
  * writes one pipeline: `SET result PX` per task, `XACK` and `XDEL` for the batch; it checks the replies
  * before the next read. Round-trip mode also `LPUSH`es each result to a per-task list the producer
- * `BLPOP`s, the cheapest push notification Redis has.
+ * `BLPOP`s, the cheapest push notification Redis has. A pause is a flag the loop checks between reads: what
+ * it read is written and acknowledged first; `CLIENT UNBLOCK` cuts an idle blocking read short.
  */
 import { hostname } from "node:os"
 import { Redis } from "ioredis"
@@ -31,10 +32,20 @@ runChild<RawWorkerConfig>(async (config) => {
     if (!String(e).includes("BUSYGROUP")) throw e
   }
 
+  // Cut short by CLIENT UNBLOCK, a blocking read returns nothing, as on a timeout: so a pause need not wait out BLOCK.
+  const readerId = await reader.client("ID")
+
   let done = 0
   let stopping = false
+  // While paused: `parked` resolves once the loop is parked, and `unpark` lets it go on.
+  let paused: { parked: Promise<void>; onParked: () => void; unpark: () => void; resumed: Promise<void> } | undefined
   const loop = async () => {
     while (!stopping) {
+      if (paused !== undefined) {
+        paused.onParked()
+        await paused.resumed
+        continue
+      }
       const reply = await reader.xreadgroup(
         "GROUP", config.group, consumer, "COUNT", config.readCount, "BLOCK", 1000, "STREAMS", config.stream, ">"
       ) as Array<[string, Array<[string, Array<string>]>]> | null
@@ -75,9 +86,28 @@ runChild<RawWorkerConfig>(async (config) => {
   })
   return {
     done: () => done,
+    pause: async () => {
+      if (paused === undefined) {
+        let onParked!: () => void
+        let unpark!: () => void
+        const parked = new Promise<void>((resolve) => (onParked = resolve))
+        const resumed = new Promise<void>((resolve) => (unpark = resolve))
+        paused = { parked, onParked, unpark, resumed }
+        // Should the read not be blocked yet, the loop still parks, at the latest after one BLOCK period.
+        await writer.client("UNBLOCK", readerId)
+      }
+      await paused.parked
+    },
+    resume: async () => {
+      const was = paused
+      paused = undefined
+      // The loop goes on to its next read as soon as this returns.
+      was?.unpark()
+    },
     stop: async () => {
-      // The loop notices within one BLOCK period (1 s); then the connections can go.
+      // The loop notices within one BLOCK period (1 s), or at once when parked; then the connections can go.
       stopping = true
+      paused?.unpark()
       await running
       reader.disconnect()
       writer.disconnect()

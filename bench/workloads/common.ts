@@ -93,9 +93,40 @@ export interface E2EResult {
   readonly foreignCpuCores: number | undefined
 }
 
-const statsOf = async (workers: ReadonlyArray<WorkerChild>) => {
+export const statsOf = async (workers: ReadonlyArray<WorkerChild>) => {
   const all = await Promise.all(workers.map((w) => w.stats()))
   return { done: all.reduce((sum, s) => sum + s.done, 0), cpuMicros: all.reduce((sum, s) => sum + s.cpuMicros, 0) }
+}
+
+/**
+ * After a drained run: the workers report `n` more tasks done than `before`, and (ours, raw) `n` results are
+ * stored, which are then deleted unless `keepResults`. Returns the workers' stats once they have counted all.
+ */
+export const confirmDone = async (
+  target: Target,
+  workers: ReadonlyArray<WorkerChild>,
+  before: { readonly done: number },
+  options: { readonly n: number; readonly admin: RedisAdmin; readonly keepResults?: boolean | undefined }
+): Promise<{ done: number; cpuMicros: number }> => {
+  const { n, admin } = options
+  const check = () => workers.forEach((w) => w.check())
+  // BullMQ counts on its `completed` event, which can trail the job's removal by a round trip.
+  await pollUntil(`${target.system}: workers to report ${n} tasks done`, async () => (await statsOf(workers)).done - before.done >= n, {
+    timeoutMs: 10_000,
+    everyMs: 20,
+    check
+  })
+  const after = await statsOf(workers)
+  const done = after.done - before.done
+  if (done !== n) throw new Error(`${target.system}: workers report ${done} tasks done, expected ${n}`)
+  if (target.resultPrefix !== undefined) {
+    const stored = await admin.countKeys(`${target.resultPrefix}:`)
+    if (stored !== n) throw new Error(`${target.system}: ${stored} results stored, expected ${n}`)
+    // Same Redis state for every repetition: the next run starts without these results.
+    if (options.keepResults !== true) await admin.deletePrefix(`${target.resultPrefix}:`)
+  }
+  await sleep(100) // let the worker settle (late acks, GC) before whatever runs next
+  return after
 }
 
 /**
@@ -129,22 +160,7 @@ export const runE2E = async (
   const harnessAfter = ownCpuMicros()
   const sampled = performance.now() - started
   const workersAtDrain = await statsOf(workers)
-  // BullMQ counts on its `completed` event, which can trail the job's removal by a round trip.
-  await pollUntil(`${target.system}: workers to report ${n} tasks done`, async () => (await statsOf(workers)).done - before.done >= n, {
-    timeoutMs: 10_000,
-    everyMs: 20,
-    check
-  })
-  const after = await statsOf(workers)
-  const done = after.done - before.done
-  if (done !== n) throw new Error(`${target.system}: workers report ${done} tasks done, expected ${n}`)
-  if (target.resultPrefix !== undefined) {
-    const stored = await admin.countKeys(`${target.resultPrefix}:`)
-    if (stored !== n) throw new Error(`${target.system}: ${stored} results stored, expected ${n}`)
-    // Same Redis state for every repetition: the next run starts without these results.
-    if (options.keepResults !== true) await admin.deletePrefix(`${target.resultPrefix}:`)
-  }
-  await sleep(100) // let the worker settle (late acks, GC) before whatever runs next
+  const after = await confirmDone(target, workers, before, { n, admin, keepResults: options.keepResults })
   const redisCallsPerTask: Record<string, number> = {}
   for (const [command, calls] of Object.entries(redisAfter.calls)) {
     const delta = calls - (redisBefore.calls[command] ?? 0)
