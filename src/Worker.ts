@@ -189,10 +189,11 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
         )
     // Waits for one completion, then for the end of this turn of the event loop, so that every slot finishing in the
     // same turn joins the batch (yielding once let only those already scheduled join). A batch holds at most half the
-    // slots and two ackers run: while Redis runs one batch's completion script, the worker runs the tasks the other's
-    // read ahead. With one acker taking every slot's completion, worker and Redis took turns: a worker draining a
-    // backlog runs 1.3–1.7× faster with two (bench/drain.ts, 16 and 100 slots).
-    const batchSize = Math.min(Math.ceil(max / ackers), 1024)
+    // messages the worker may hold, and two ackers run: while Redis runs one batch's completion script, the worker
+    // runs the tasks the other's read ahead. With one acker taking every slot's completion, worker and Redis took
+    // turns: a worker draining a backlog runs 1.3–1.7× faster with two (bench/drain.ts, 16 and 100 slots). Prefetched
+    // messages keep the slots busy meanwhile anyway: there, batches of half the slots only cost more scripts per task.
+    const batchSize = Math.min(Math.ceil(capacity / ackers), 1024)
     const acker = completions.take.pipe(
       Effect.zipLeft(endOfTurn),
       Effect.map((first) => [first, ...completions.takeUpTo(batchSize - 1)]),
