@@ -64,3 +64,34 @@ export const scheduleWith: {
   Task.isTask(taskOrFn)
     ? Task.submit(taskOrFn, args, options)
     : scheduleFunction(taskOrFn as AsyncFunction, args, options)) as never
+
+/**
+ * Submits many runs of a declared task, or of an exported async function via `kc.exec`, in one round trip per
+ * thousand; their handles, in order. Every argument list is checked before anything is published. Per-submission
+ * options as `kiqMany` takes them (no `delay`, `at` or `idempotencyKey`).
+ */
+export const scheduleMany: {
+  <Args extends ReadonlyArray<any>, A, E, R>(
+    task: Task.Task<Args, A, E, R>,
+    argsList: Iterable<NoInfer<Args>>,
+    options?: Task.SubmitOptions
+  ): Effect.Effect<Array<TaskHandle<A, E>>, Task.ScheduleError, Broker>
+  <F extends AsyncFunction>(
+    fn: F,
+    argsList: Iterable<Parameters<F>>,
+    options?: Task.SubmitOptions
+  ): Effect.Effect<Array<TaskHandle<Awaited<ReturnType<F>>>>, Task.ScheduleError, Broker | TaskRegistry>
+} = ((taskOrFn: unknown, argsList: Iterable<ReadonlyArray<unknown>>, options: Task.SubmitOptions = {}) =>
+  Task.isTask(taskOrFn)
+    ? Task.submitMany(taskOrFn, argsList, options)
+    : Effect.flatMap(TaskRegistry, (registry) => {
+      const where = registry.locate(taskOrFn as AsyncFunction)
+      if (Either.isLeft(where)) return Effect.fail(where.left)
+      const { module, qualname } = where.right
+      const kwargs = options.kwargs ?? {}
+      return Task.submitMany(
+        execTask,
+        Array.from(argsList, (args) => [module, qualname, args, kwargs] as const),
+        { ...options, kwargs: undefined }
+      )
+    })) as never

@@ -16,7 +16,7 @@ import * as Stream from "effect/Stream"
 import * as Schema from "effect/Schema"
 import { Broker } from "./Broker.js"
 import type { LayerOptions, Services } from "./Main.js"
-import { type AsyncFunction, scheduleWith } from "./Producer.js"
+import { type AsyncFunction, scheduleMany, scheduleWith } from "./Producer.js"
 import { ResultBackend } from "./ResultBackend.js"
 import * as SyncPublisher from "./SyncPublisher.js"
 import type * as Task from "./Task.js"
@@ -200,6 +200,33 @@ export class TaskiqClient {
       ...a: Array<unknown>
     ) => Effect.Effect<TaskHandle.TaskHandle<unknown, unknown>, Task.ScheduleError, Services>
     return this.run(submit(taskOrFn, options, ...args)).then((handle) => this.wrap(handle))
+  }
+
+  /**
+   * Submits many runs of a declared task or an exported async function in one round trip per thousand (as BullMQ's
+   * `addBulk`); resolves to their handles, in order. Every argument list is checked before anything is published.
+   */
+  scheduleMany<Args extends ReadonlyArray<any>, A, E, R>(
+    task: Task.Task<Args, A, E, R>,
+    argsList: Iterable<NoInfer<Args>>,
+    options?: Task.SubmitOptions
+  ): Promise<Array<ClientTaskHandle<A>>>
+  scheduleMany<F extends AsyncFunction>(
+    fn: F,
+    argsList: Iterable<Parameters<F>>,
+    options?: Task.SubmitOptions
+  ): Promise<Array<ClientTaskHandle<Awaited<ReturnType<F>>>>>
+  scheduleMany(
+    taskOrFn: unknown,
+    argsList: Iterable<ReadonlyArray<unknown>>,
+    options: Task.SubmitOptions = {}
+  ): Promise<Array<ClientTaskHandle<unknown>>> {
+    const submit = scheduleMany as (
+      t: unknown,
+      l: Iterable<ReadonlyArray<unknown>>,
+      o: Task.SubmitOptions
+    ) => Effect.Effect<Array<TaskHandle.TaskHandle<unknown, unknown>>, Task.ScheduleError, Services>
+    return this.run(submit(taskOrFn, argsList, options)).then((handles) => handles.map((h) => this.wrap(h)))
   }
 
   /**

@@ -23,7 +23,7 @@ export * as TaskResult from "./TaskResult.js"
 export * as Taskiq from "./Taskiq.js"
 export * as Worker from "./Worker.js"
 
-export { scheduleAsync, scheduleWith } from "./Producer.js"
+export { scheduleAsync, scheduleMany, scheduleWith } from "./Producer.js"
 export { cancel, TaskCancelled } from "./TaskHandle.js"
 export { Progress, setProgress } from "./TaskProgress.js"
 export { runMain } from "./Main.js"

@@ -10,7 +10,8 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { Broker } from "../src/Broker.js"
 import * as Executor from "../src/Executor.js"
-import { scheduleAsync, scheduleWith } from "../src/Producer.js"
+import { scheduleAsync, scheduleMany, scheduleWith } from "../src/Producer.js"
+import type { TaskHandle } from "../src/TaskHandle.js"
 import { ResultBackend } from "../src/ResultBackend.js"
 import * as TaskMessage from "../src/TaskMessage.js"
 import * as TaskRegistry from "../src/TaskRegistry.js"
@@ -167,6 +168,22 @@ describe("kc.exec end to end (in memory)", () => {
       // Declared tasks from the discovered modules are registered too.
       assert.strictEqual(yield* run(Effect.flatMap(app.declared.kiq(4), (h) => h.result())), 40)
       const refused = yield* run(Effect.flip(scheduleAsync(app.notAsync as never)))
+      assert.strictEqual(refused._tag, "InvalidTask")
+    }))
+
+  it.scopedLive("scheduleMany(fn, argsList) submits many kc.exec runs at once; a declared task too; a lambda is refused", () =>
+    Effect.gen(function*() {
+      const ctx = yield* Layer.build(layer)
+      const run = <A, E>(e: Effect.Effect<A, E, Broker | ResultBackend | TaskRegistry.TaskRegistry>) => Effect.provide(e, ctx)
+      const results = <A, E>(handles: ReadonlyArray<TaskHandle<A, E>>) =>
+        run(Effect.forEach(handles, (h) => h.result({ timeout: "10 seconds" })))
+      const sums = yield* run(scheduleMany(app.add, [[1, 2], [3, 4], [5, 6]]))
+      assert.deepStrictEqual(sums.map((h) => h.taskName), ["kc.exec", "kc.exec", "kc.exec"])
+      assert.deepStrictEqual(yield* results(sums), [3, 7, 11])
+      const greeted = yield* run(scheduleMany(app.greet, [["ada"]], { kwargs: { punctuation: "!" } }))
+      assert.deepStrictEqual(yield* results(greeted), ["hello ada!"])
+      assert.deepStrictEqual(yield* results(yield* run(scheduleMany(app.declared, [[1], [2]]))), [10, 20])
+      const refused = yield* run(Effect.flip(scheduleMany(async (n: number) => n, [[1]])))
       assert.strictEqual(refused._tag, "InvalidTask")
     }))
 

@@ -227,6 +227,29 @@ describe("TaskiqClient against a real worker", () => {
     assert.strictEqual(await greeted.result(10), "hello ada!")
   })
 
+  it("scheduleMany submits many runs in one go, of a declared task or an exported function; bad input publishes nothing", async () => {
+    const tc = client()
+    await tc.startup()
+    const declared = await tc.scheduleMany(app.declared, [[1], [2], [3]])
+    assert.deepStrictEqual(await Promise.all(declared.map((h) => h.result(10))), [10, 20, 30])
+    const sums = await tc.scheduleMany(app.add, [[1, 2], [3, 4]])
+    assert.deepStrictEqual(sums.map((h) => h.taskName), ["kc.exec", "kc.exec"])
+    assert.deepStrictEqual(await Promise.all(sums.map((h) => h.result(10))), [3, 7])
+    const greeted = await tc.scheduleMany(app.greet, [["ada"], ["alan"]], { kwargs: { punctuation: "?" } })
+    assert.deepStrictEqual(await Promise.all(greeted.map((h) => h.result(10))), ["hello ada?", "hello alan?"])
+    const raw = new Redis(redisUrl)
+    try {
+      const before = await raw.xlen(queueName)
+      const lambda = await rejection(tc.scheduleMany(async (n: number) => n, [[1]]))
+      assert.strictEqual(lambda._tag, "InvalidTask")
+      const delayed = await rejection(tc.scheduleMany(app.declared, [[1]], { delay: "1 second" }))
+      assert.strictEqual(delayed.reason, "InvalidOptions")
+      assert.strictEqual(await raw.xlen(queueName), before, "nothing published")
+    } finally {
+      raw.disconnect()
+    }
+  })
+
   it("a task that throws: waitResult resolves with isErr, result() rejects with TaskFailed", async () => {
     const tc = client()
     await tc.startup()
