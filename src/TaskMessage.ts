@@ -68,26 +68,28 @@ const parseLabel = (value: unknown, code: number | undefined): LabelValue => {
   }
 }
 
-/** Why a message could not be decoded; `taskId` is set when the id itself was readable. */
+/**
+ * Why a message could not be decoded; `taskId` is set when the id itself was readable, `replyTo` when its `reply_to`
+ * label was (so the error result reaches a waiter on that inbox too).
+ */
 export class MessageDecodeError extends Schema.TaggedError<MessageDecodeError>()("MessageDecodeError", {
   reason: Schema.Literal("InvalidJson", "InvalidShape", "Unsigned", "BadSignature", "TooLarge"),
   detail: Schema.String,
-  taskId: Schema.optional(Schema.String)
+  taskId: Schema.optional(Schema.String),
+  replyTo: Schema.optional(Schema.String)
 }) {
   override get message(): string {
     return `Undecodable task message (${this.reason}): ${this.detail}`
   }
 }
 
-const readableTaskId = (u: unknown): string | undefined => {
-  if (typeof u === "object" && u !== null) {
-    const id = (u as Record<string, unknown>).task_id
-    if (typeof id === "string" && /^[0-9a-f]{32}$/.test(id)) return id
-  }
-  return undefined
-}
-
 const taskIdPattern = /^[0-9a-f]{32}$/
+
+const readableTaskId = (u: unknown): string | undefined =>
+  Predicate.isRecord(u) && typeof u.task_id === "string" && taskIdPattern.test(u.task_id) ? u.task_id : undefined
+
+const readableReplyTo = (u: unknown): string | undefined =>
+  Predicate.isRecord(u) && Predicate.isRecord(u.labels) && typeof u.labels.reply_to === "string" ? u.labels.reply_to : undefined
 
 // The hot path: the same rules as TaskMessageWire, checked by hand (a Schema decode per message costs more
 // than the rest of a no-op task). Whatever fails here goes through the Schema for its error message.
@@ -115,7 +117,8 @@ export const decodeUnknown = (u: unknown): Either.Either<TaskMessage, MessageDec
       new MessageDecodeError({
         reason: "InvalidShape",
         detail: ParseResult.TreeFormatter.formatErrorSync(parsed.left),
-        taskId: readableTaskId(u)
+        taskId: readableTaskId(u),
+        replyTo: readableReplyTo(u)
       })
     )
   }

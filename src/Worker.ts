@@ -22,6 +22,7 @@ import { type AckPolicy, Broker, BrokerError, type Consumer, type Delivery, idem
 import * as CurrentTask from "./CurrentTask.js"
 import { type Execution, Executor } from "./Executor.js"
 import { Handoff } from "./internal/handoff.js"
+import * as Inbox from "./internal/inbox.js"
 import { type BackendError, isPermanent, minCancelTtlMs, ResultBackend } from "./ResultBackend.js"
 import * as TaskHandle from "./TaskHandle.js"
 import type { TaskMessage } from "./TaskMessage.js"
@@ -283,7 +284,8 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     ): Effect.Effect<boolean, BrokerError> => {
       if (Either.isLeft(delivery.message)) {
         const e = delivery.message.left
-        return Effect.as(deadLetter(delivery, e.taskId, poisonResult(e._tag, e.message), e.message), false)
+        const labels = e.replyTo === undefined ? {} : { [Inbox.label]: e.replyTo }
+        return Effect.as(deadLetter(delivery, e.taskId, poisonResult(e._tag, e.message, labels), e.message), false)
       }
       const message = delivery.message.right
       const taskId = message.taskId

@@ -212,6 +212,27 @@ describe("Worker", () => {
       yield* eventually(() => raw.xlen(queueName), (n) => n === 0, 5_000)
     }))
 
+  it.scopedLive("the error result of a malformed message whose reply_to is readable is pushed to that inbox too", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-garbage-inbox")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      const listener = yield* rawClient()
+      const inbox = `__taskiq_result__:inbox:${root}`
+      const pushed: Array<string> = []
+      listener.on("message", (_channel: string, message: string) => void pushed.push(message))
+      yield* Effect.promise(() => listener.subscribe(inbox))
+      yield* startWorker(ctx)
+      const badId = TaskMessage.makeTaskId()
+      yield* Effect.promise(() =>
+        raw.xadd(names(root).queueName, "*", "data", JSON.stringify({ task_id: badId, task_name: 7, labels: { reply_to: inbox } }))
+      )
+      yield* eventually(async () => pushed.length, (n) => n === 1)
+      const [key, json] = pushed[0]!.split("\n")
+      assert.isTrue(key!.endsWith(badId))
+      assert.strictEqual(JSON.parse(json!).error.exc_type, "MessageDecodeError")
+    }))
+
   it.scopedLive("an unknown task name gets an error result and goes to the dead-letter queue", () =>
     Effect.gen(function*() {
       const ctx = yield* infraIn(uniqueName("w-unknown"))
