@@ -118,6 +118,8 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     for (let i = 0; i < capacity; i++) room.offer(undefined)
     let held = 0
     let stopping = false
+    // The reader is waiting on a read: Redis gives it what arrives, so a completion need not read ahead for it.
+    let reading = false
     let onIdle: (() => void) | undefined
     // The places of `freed` messages are free again, except those the messages read ahead (`next`) now hold.
     const settle = (freed: number, next: ReadonlyArray<Delivery>) => {
@@ -200,7 +202,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
       Effect.map((first) => [first, ...completions.takeUpTo(batchSize - 1)]),
       Effect.flatMap((batch) => {
         let next = none
-        return complete(batch, stopping ? 0 : batch.length).pipe(
+        return complete(batch, stopping || reading ? 0 : batch.length).pipe(
           Effect.tap((read) => Effect.sync(() => (next = read))),
           Effect.catchAllCause((cause) =>
             Effect.logError(`${batch.length} results could not be saved; their messages are handed back for another attempt`, cause)
@@ -327,7 +329,9 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
       yield* room.take
       yield* Effect.yieldNow()
       const free = 1 + room.takeUpTo(capacity - 1).length
+      reading = true
       const deliveries = yield* retrying("reading the queue", consumer.read(free)).pipe(
+        Effect.ensuring(Effect.sync(() => (reading = false))),
         Effect.onInterrupt(() => Effect.sync(() => {
           for (let i = 0; i < free; i++) room.offer(undefined)
         }))
