@@ -343,19 +343,24 @@ describe("Worker", () => {
       assert.strictEqual((yield* inCtx(ctx, first.waitResult({ timeout: "5 seconds" }))).returnValue, 3)
     }))
 
-  it.scopedLive("a lone task's completion reads nothing ahead while the reader waits on a read: one XREADGROUP per task", () =>
+  it.scopedLive("a lone task's completion reads nothing ahead while the reader waits on a read: one XREADGROUP per task, no XLEN", () =>
     Effect.gen(function*() {
       const redis = yield* privateRedis()
       const raw = yield* rawClient(redis.url)
       const ctx = yield* Layer.build(Taskiq.layerRedis({ url: redis.url, queueName: "lone", resultPrefix: "r" }))
-      const reads = () => Effect.promise(async () => Number(/cmdstat_xreadgroup:calls=(\d+)/.exec(await raw.info("commandstats"))?.[1] ?? 0))
+      const calls = (command: string) =>
+        Effect.promise(async () => Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(await raw.info("commandstats"))?.[1] ?? 0))
+      const reads = () => calls("xreadgroup")
       yield* startWorker(ctx, { maxAsyncTasks: 4, blockMs: 5_000 })
       const runOne = (i: number) => inCtx(ctx, Effect.flatMap(tasks.add.kiq(i, 1), (h) => h.result({ timeout: "5 seconds" })))
       yield* runOne(0)
       yield* Effect.sleep("50 millis")
       const before = yield* reads()
+      const xlensBefore = yield* calls("xlen")
       for (let i = 1; i <= 10; i++) assert.strictEqual(yield* runOne(i), i + 1)
       yield* Effect.sleep("50 millis")
+      // Nor does it look at the priority streams (read.lua does, on one read in eight: 2 XLENs each).
+      assert.isAtMost((yield* calls("xlen")) - xlensBefore, 4)
       // The reader's blocking read takes each task, and its next one waits for the next task (one more is counted at
       // the edge); the completion script adds no read of its own (with one, 20).
       assert.isAtMost((yield* reads()) - before, 11)

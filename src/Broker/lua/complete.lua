@@ -10,7 +10,7 @@
 -- pushed to ('' for none; the message is the key, a newline, the JSON); ARGV[2n+3] consumer group;
 -- ARGV[2n+4..2n+6] how many entry ids of each stream follow (high, normal, low); then the ids, in that order;
 -- then the consumer's name, how many messages to read (0: none), and its read number.
--- Returns { any high or low entry (1/0), { { priority index, { { id, fields }, ... } }, ... } }
+-- Returns { any high or low entry (1/0; 0 when nothing was to be read), { { priority index, { { id, fields }, ... } }, ... } }
 local n = tonumber(ARGV[2])
 local anyCancelled = redis.call('EXISTS', KEYS[1]) == 1
 local watched = false
@@ -40,11 +40,11 @@ for s = 1, 3 do
   end
 end
 local consumer, left, turn = ARGV[at], tonumber(ARGV[at + 1] or 0), tonumber(ARGV[at + 2] or 0) % 8
--- Whether the high or low stream holds anything: when neither does, only the normal stream is read.
 local any = 0
-if redis.call('XLEN', KEYS[n + 2]) + redis.call('XLEN', KEYS[n + 4]) > 0 then any = 1 end
 local out = {}
 if left and left > 0 then
+  -- Whether the high or low stream holds anything: when neither does, only the normal stream is read.
+  if redis.call('XLEN', KEYS[n + 2]) + redis.call('XLEN', KEYS[n + 4]) > 0 then any = 1 end
   local order = { 1, 2, 3 }
   if any == 0 then order = { 2 } elseif turn == 3 then order = { 2, 3, 1 } elseif turn == 7 then order = { 3, 2, 1 } end
   for _, i in ipairs(order) do
