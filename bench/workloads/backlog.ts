@@ -8,12 +8,11 @@
  */
 import type { WorkerChild } from "../children.js"
 import { systems } from "../config.js"
-import { machineBusyMicros, ownCpuMicros } from "../machine-cpu.js"
 import type { RedisAdmin } from "../redis-admin.js"
 import { perSystem } from "../report.js"
 import type { Target } from "../systems/index.js"
 import { pollUntil, rotate, withTimeout } from "../util.js"
-import { confirmDone, type Context, drainTimeoutMs, runE2E, settle, statsOf, withTargets, withWorkers } from "./common.js"
+import { confirmDone, type Context, drainTimeoutMs, measureSpan, runE2E, settle, withTargets, withWorkers } from "./common.js"
 
 export interface BacklogResult {
   readonly jobsPerSec: number
@@ -54,12 +53,9 @@ export const runBacklog = async (
       return queued === n
     }, { timeoutMs: 10_000, everyMs: 2, check })
     const fillMs = performance.now() - filling
-    // Read after the pause and the fill: what a pause costs is not catching up.
-    const before = await statsOf(workers)
-    const redisBefore = await admin.serverCounters()
-    const machineBefore = machineBusyMicros()
-    const harnessBefore = ownCpuMicros()
-    const started = performance.now()
+    // Measured after the pause and the fill: what a pause costs is not catching up.
+    const span = await measureSpan(workers, admin)
+    const { before, started } = span
     await Promise.all(workers.map((w) => w.resume()))
     paused = false
     const resumed = performance.now()
@@ -68,14 +64,8 @@ export const runBacklog = async (
       everyMs: 2,
       check
     })
-    const redisAfter = await admin.serverCounters()
-    const machineAfter = machineBusyMicros()
-    const harnessAfter = ownCpuMicros()
-    const sampled = performance.now() - started
-    const workersAtDrain = await statsOf(workers)
+    const cost = await span.end()
     const after = await confirmDone(target, workers, before, { n, admin })
-    const ours = (harnessAfter - harnessBefore) + (workersAtDrain.cpuMicros - before.cpuMicros) +
-      (redisAfter.cpuMicros - redisBefore.cpuMicros)
     return {
       jobsPerSec: n / ((drained - started) / 1000),
       pauseMs: filling - pausing,
@@ -83,10 +73,8 @@ export const runBacklog = async (
       resumeMs: resumed - started,
       totalMs: drained - started,
       workerCpuMicrosPerTask: (after.cpuMicros - before.cpuMicros) / n,
-      redisCpuMicrosPerTask: (redisAfter.cpuMicros - redisBefore.cpuMicros) / n,
-      foreignCpuCores: machineBefore === undefined || machineAfter === undefined
-        ? undefined
-        : Math.max(0, (machineAfter - machineBefore - ours) / 1000 / sampled)
+      redisCpuMicrosPerTask: cost.redisCpuMicros / n,
+      foreignCpuCores: cost.foreignCpuCores
     }
   } finally {
     if (paused) await Promise.allSettled(workers.map((w) => w.resume()))

@@ -93,7 +93,7 @@ export interface E2EResult {
   readonly foreignCpuCores: number | undefined
 }
 
-export const statsOf = async (workers: ReadonlyArray<WorkerChild>) => {
+const statsOf = async (workers: ReadonlyArray<WorkerChild>) => {
   const all = await Promise.all(workers.map((w) => w.stats()))
   return { done: all.reduce((sum, s) => sum + s.done, 0), cpuMicros: all.reduce((sum, s) => sum + s.cpuMicros, 0) }
 }
@@ -130,6 +130,43 @@ export const confirmDone = async (
 }
 
 /**
+ * The CPU of a timed span: the workers' (over IPC), Redis's and the machine's. `end()` is called when the queue is
+ * seen drained; it gives what the span cost and how many cores other processes used meanwhile (undefined off Linux).
+ */
+export const measureSpan = async (workers: ReadonlyArray<WorkerChild>, admin: RedisAdmin) => {
+  const before = await statsOf(workers)
+  const redisBefore = await admin.serverCounters()
+  const machineBefore = machineBusyMicros()
+  const harnessBefore = ownCpuMicros()
+  const started = performance.now()
+  return {
+    before,
+    started,
+    end: async () => {
+      const redisAfter = await admin.serverCounters()
+      const machineAfter = machineBusyMicros()
+      const harnessAfter = ownCpuMicros()
+      const sampled = performance.now() - started
+      const workersAtDrain = await statsOf(workers)
+      const redisCpuMicros = redisAfter.cpuMicros - redisBefore.cpuMicros
+      const ours = (harnessAfter - harnessBefore) + (workersAtDrain.cpuMicros - before.cpuMicros) + redisCpuMicros
+      const calls: Record<string, number> = {}
+      for (const [command, count] of Object.entries(redisAfter.calls)) {
+        const delta = count - (redisBefore.calls[command] ?? 0)
+        if (delta > 0) calls[command] = delta
+      }
+      return {
+        redisCpuMicros,
+        redisCalls: calls,
+        foreignCpuCores: machineBefore === undefined || machineAfter === undefined
+          ? undefined
+          : Math.max(0, (machineAfter - machineBefore - ours) / 1000 / sampled)
+      }
+    }
+  }
+}
+
+/**
  * One end-to-end run: `n` tasks submitted with `inFlight` outstanding while the workers run them; timed
  * from the first submission until the queue is seen empty (polled every 2 ms, so ±2 ms on runs of
  * seconds). Empty means done: our worker and the raw loop delete a stream entry only after its result was
@@ -143,11 +180,8 @@ export const runE2E = async (
 ): Promise<E2EResult> => {
   const { n, admin } = options
   const check = () => workers.forEach((w) => w.check())
-  const before = await statsOf(workers)
-  const redisBefore = await admin.serverCounters()
-  const machineBefore = machineBusyMicros()
-  const harnessBefore = ownCpuMicros()
-  const started = performance.now()
+  const span = await measureSpan(workers, admin)
+  const { before, started } = span
   await withTimeout(target.concurrent(n, options.inFlight), drainTimeoutMs(n), `${target.system}: submitting ${n} tasks`)
   const enqueued = performance.now()
   const drained = await pollUntil(`${target.system}: ${n} tasks to be done`, async () => (await target.outstanding()) === 0, {
@@ -155,30 +189,18 @@ export const runE2E = async (
     everyMs: 2,
     check
   })
-  const redisAfter = await admin.serverCounters()
-  const machineAfter = machineBusyMicros()
-  const harnessAfter = ownCpuMicros()
-  const sampled = performance.now() - started
-  const workersAtDrain = await statsOf(workers)
+  const cost = await span.end()
   const after = await confirmDone(target, workers, before, { n, admin, keepResults: options.keepResults })
   const redisCallsPerTask: Record<string, number> = {}
-  for (const [command, calls] of Object.entries(redisAfter.calls)) {
-    const delta = calls - (redisBefore.calls[command] ?? 0)
-    if (delta > 0) redisCallsPerTask[command] = Math.round((delta / n) * 1000) / 1000
-  }
-  const ours = (harnessAfter - harnessBefore) + (workersAtDrain.cpuMicros - before.cpuMicros) +
-    (redisAfter.cpuMicros - redisBefore.cpuMicros)
-  const foreignCpuCores = machineBefore === undefined || machineAfter === undefined
-    ? undefined
-    : Math.max(0, (machineAfter - machineBefore - ours) / 1000 / sampled)
+  for (const [command, calls] of Object.entries(cost.redisCalls)) redisCallsPerTask[command] = Math.round((calls / n) * 1000) / 1000
   return {
     jobsPerSec: n / ((drained - started) / 1000),
     enqueueMs: enqueued - started,
     totalMs: drained - started,
     // The worker's CPU is read a little after the drain, the time it takes to notice; idle costs ~nothing.
     workerCpuMicrosPerTask: (after.cpuMicros - before.cpuMicros) / n,
-    redisCpuMicrosPerTask: (redisAfter.cpuMicros - redisBefore.cpuMicros) / n,
+    redisCpuMicrosPerTask: cost.redisCpuMicros / n,
     redisCallsPerTask,
-    foreignCpuCores
+    foreignCpuCores: cost.foreignCpuCores
   }
 }
