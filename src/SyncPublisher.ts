@@ -9,6 +9,7 @@
  * can build: the standalone `scheduleAsyncSync` submits declared tasks only (they need nothing but their
  * name), and a started `TaskiqClient`'s `tc.scheduleAsyncSync` also submits exported async functions.
  */
+import { readFileSync } from "node:fs"
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
@@ -17,7 +18,8 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
-import { Broker, BrokerError } from "./Broker.js"
+import { Broker, BrokerError, type PublishOptions } from "./Broker.js"
+import * as RedisBroker from "./Broker/Redis.js"
 import { type AsyncFunction, scheduleWith } from "./Producer.js"
 import { redactUrl } from "./RedisConnection.js"
 import * as Task from "./Task.js"
@@ -70,11 +72,12 @@ export interface SyncOptions {
 /** The default blocking limit. */
 export const defaultTimeoutMs = 10_000
 
-/** A message ready to publish. */
+/** A message ready to publish, with how (priority, delay, idempotency key) as the producer asked. */
 interface Encoded {
   readonly taskId: string
   readonly taskName: string
   readonly json: string
+  readonly options?: PublishOptions | undefined
 }
 
 const isAsyncFunction = (fn: unknown) => typeof fn === "function" && fn.constructor?.name === "AsyncFunction"
@@ -119,21 +122,16 @@ export const encode = (
   registry: Context.Tag.Service<TaskRegistry> = noRegistry
 ): Encoded => {
   let json: string | undefined
+  let publishOptions: PublishOptions | undefined
   const recorder = Broker.of({
     queueName: "",
     publish: () => Effect.die("not used"),
-    publishRaw: (data, publishOptions) =>
-      (publishOptions?.delayMs !== undefined && publishOptions.delayMs > 0) ||
-        (publishOptions?.priority ?? "normal") !== "normal" || publishOptions?.idempotency !== undefined
-        ? Effect.die(
-          new Error(
-            "scheduleAsyncSync does not take a delay, a priority or an idempotency key: use scheduleWith (or the client's) instead"
-          )
-        )
-        : Effect.sync(() => {
-          json = data
-          return undefined
-        }),
+    publishRaw: (data, options) =>
+      Effect.sync(() => {
+        json = data
+        publishOptions = options
+        return undefined
+      }),
     releaseIdempotencyKeys: () => Effect.die("not used"),
     publishManyRaw: () => Effect.die("not used"),
     consumer: () => Effect.die("not used"),
@@ -151,12 +149,14 @@ export const encode = (
     ).pipe(Effect.provideService(Broker, recorder), Effect.provideService(TaskRegistry, registry))
   )
   if (Exit.isFailure(exit)) throw Cause.squash(exit.cause)
-  return { taskId: exit.value.taskId, taskName: exit.value.taskName, json: json! }
+  return { taskId: exit.value.taskId, taskName: exit.value.taskName, json: json!, options: publishOptions }
 }
 
 interface Reply {
   readonly id: number
   readonly ok?: boolean
+  /** The task that already held the idempotency key (nothing was published). */
+  readonly holder?: string | null
   readonly reason?: "Connect" | "Publish"
   readonly detail?: string
   readonly expired?: boolean
@@ -164,6 +164,7 @@ interface Reply {
 }
 
 const threadUrl = new URL("./internal/syncPublisherThread.mjs", import.meta.url)
+const publishLua = readFileSync(new URL("./Broker/lua/publish.lua", import.meta.url), "utf8")
 
 /** Publishers whose thread is running; closed when the process is about to exit. */
 const live = new Set<SyncPublisher>()
@@ -189,8 +190,11 @@ export class SyncPublisher {
     this.signer = Signing.make(target.signingKeys ?? [])
   }
 
-  /** Publishes a message, blocking until Redis has it; throws `BrokerError` or `SyncPublishError`. */
-  publish(message: Encoded): void {
+  /**
+   * Publishes a message, blocking until Redis has it; returns its task id, or that of the task already holding its
+   * idempotency key (then nothing was published). Throws `BrokerError` or `SyncPublishError`.
+   */
+  publish(message: Encoded): string {
     const { target } = this
     const url = redactUrl(Redacted.value(target.url))
     const bytes = Buffer.byteLength(message.json)
@@ -217,7 +221,7 @@ export class SyncPublisher {
     let seen = Atomics.load(thread.flag, 0)
     // Signed here, on the calling thread: the key never goes to the publishing thread.
     const sig = this.signer?.sign(message.json)
-    thread.worker.postMessage({ type: "publish", id, json: message.json, sig, deadline })
+    thread.worker.postMessage({ type: "publish", id, json: message.json, sig, deadline, ...this.route(message) })
     for (;;) {
       for (let m = receiveMessageOnPort(thread.port); m !== undefined; m = receiveMessageOnPort(thread.port)) {
         const reply = m.message as Reply
@@ -226,7 +230,7 @@ export class SyncPublisher {
           throw fail("ThreadFailed", reply.fatal)
         }
         if (reply.id !== id) continue // a late reply to a call that timed out
-        if (reply.ok) return
+        if (reply.ok) return reply.holder ?? message.taskId
         if (reply.expired) break
         throw new BrokerError({ reason: reply.reason ?? "Publish", detail: reply.detail ?? "", url, queue: target.queueName })
       }
@@ -267,6 +271,28 @@ export class SyncPublisher {
     return this.closing
   }
 
+  // Where the thread puts a message, as the Redis broker would: the priority's stream (XADD), or publish.lua for a
+  // delay or an idempotency key (the delayed set / the key, taken atomically with the publish).
+  private route(message: Encoded) {
+    const k = RedisBroker.keys(this.target.queueName)
+    const priority = message.options?.priority ?? "normal"
+    const delayMs = message.options?.delayMs !== undefined && message.options.delayMs > 0 ? Math.ceil(message.options.delayMs) : undefined
+    const idem = message.options?.idempotency
+    if (delayMs === undefined && idem === undefined) return { stream: k.streams[priority] }
+    return {
+      script: {
+        keys: idem === undefined
+          ? [delayMs === undefined ? k.streams[priority] : k.delayed]
+          : [delayMs === undefined ? k.streams[priority] : k.delayed, k.idempotency(idem.key)],
+        delayMs: delayMs ?? "",
+        wakeChannel: k.wakeChannel,
+        prefix: priority === "normal" ? "" : `${priority}\n`,
+        holderId: idem?.taskId ?? "",
+        ttlMs: idem?.ttlMs ?? 0
+      }
+    }
+  }
+
   private start() {
     if (this.thread !== undefined) return this.thread
     const shared = new SharedArrayBuffer(8)
@@ -277,6 +303,8 @@ export class SyncPublisher {
       workerData: {
         url: Redacted.value(this.target.url),
         queueName: this.target.queueName,
+        streams: Object.values(RedisBroker.keys(this.target.queueName).streams),
+        publishLua,
         group: settings.defaultGroup,
         connectTimeoutMs: this.target.connectTimeoutMs,
         flag: shared,
@@ -346,20 +374,18 @@ export const scheduleAsyncSync: {
   <Args extends ReadonlyArray<any>, A, E, R>(task: Task.Task<Args, A, E, R>, ...args: Args): string
   <F extends AsyncFunction>(fn: F, ...args: Parameters<F>): string
 } = (taskOrFn: unknown, ...args: ReadonlyArray<unknown>): string => {
-  const message = encode(taskOrFn, {}, args)
-  standalonePublisher().publish(message)
-  return message.taskId
+  return standalonePublisher().publish(encode(taskOrFn, {}, args))
 }
 
-/** Like `scheduleAsyncSync`, with per-submission labels or keyword arguments. */
+/**
+ * Like `scheduleAsyncSync`, with the per-submission options of `scheduleWith` (labels, kwargs, delay, at, priority,
+ * idempotencyKey, …). With an idempotency key another task holds, nothing is published and that task's id is returned.
+ */
 export const scheduleWithSync: {
   <Args extends ReadonlyArray<any>, A, E, R>(task: Task.Task<Args, A, E, R>, options: Task.SubmitOptions, ...args: Args): string
   <F extends AsyncFunction>(fn: F, options: Task.SubmitOptions, ...args: Parameters<F>): string
-} = (taskOrFn: unknown, options: Task.SubmitOptions, ...args: ReadonlyArray<unknown>): string => {
-  const message = encode(taskOrFn, options, args)
-  standalonePublisher().publish(message)
-  return message.taskId
-}
+} = (taskOrFn: unknown, options: Task.SubmitOptions, ...args: ReadonlyArray<unknown>): string =>
+  standalonePublisher().publish(encode(taskOrFn, options, args))
 
 /** Closes the standalone publishing thread now (it is also closed when the process is about to exit). */
 export const close = (): Promise<void> => {

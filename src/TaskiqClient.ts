@@ -248,8 +248,7 @@ export class TaskiqClient {
         taskName: message.taskName
       })
     }
-    running.sync.publish(message)
-    return message.taskId
+    return running.sync.publish(message)
   }
 
   /** A handle for a task id (also one submitted elsewhere), to wait for its result. */

@@ -88,6 +88,29 @@ describe("scheduleAsyncSync (standalone)", () => {
     assert.deepStrictEqual(values, [42, 30])
   })
 
+  it("scheduleWithSync takes a priority, a delay and an idempotency key, as scheduleWith does", async () => {
+    SyncPublisher.configure({ url: redisUrl, queueName: idleQueue, dotEnv: false })
+    // A priority: the message goes to that priority's stream (its group created with it).
+    const urgent = SyncPublisher.scheduleWithSync(app.declared, { priority: "high" }, 5)
+    const high = await raw.xrange(`${idleQueue}:priority:high`, "-", "+")
+    assert.strictEqual(JSON.parse(high.at(-1)![1][1]!).task_id, urgent)
+    assert.strictEqual(((await raw.xinfo("GROUPS", `${idleQueue}:priority:high`)) as Array<Array<unknown>>)[0]?.[1], "taskiq")
+    // An idempotency key: the second submission publishes nothing and answers with the first task's id.
+    const before = await raw.xlen(idleQueue)
+    const key = `${root}-once`
+    const first = SyncPublisher.scheduleWithSync(app.declared, { idempotencyKey: key }, 1)
+    assert.strictEqual(SyncPublisher.scheduleWithSync(app.declared, { idempotencyKey: key }, 2), first)
+    assert.strictEqual(await raw.xlen(idleQueue), before + 1)
+    // A delay: the message waits in the delayed set, then a worker runs it.
+    SyncPublisher.configure({ url: redisUrl, queueName, dotEnv: false })
+    const started = Date.now()
+    const later = SyncPublisher.scheduleWithSync(app.declared, { delay: "400 millis" }, 4)
+    assert.strictEqual(await raw.zcard(`${queueName}:delayed`), 1)
+    const value = await Effect.runPromise(TaskHandle.make(later, "", queueName).result({ timeout: "10 seconds" }).pipe(Effect.provide(infra)))
+    assert.strictEqual(value, 40)
+    assert.isAtLeast(Date.now() - started, 400)
+  })
+
   it("refuses a plain function (it needs a started client's registry) and a non-async one, before publishing", () => {
     SyncPublisher.configure({ url: "redis://127.0.0.1:1/0", dotEnv: false })
     const fn = thrown(() => SyncPublisher.scheduleAsyncSync(app.add, 1, 2))

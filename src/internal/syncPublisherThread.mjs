@@ -2,13 +2,15 @@
 // the calling thread is blocked in Atomics.wait while this runs, and a TypeScript loader (tsx's module
 // hooks) would need the blocked thread and deadlock.
 //
-// workerData: { url, queueName, group, connectTimeoutMs, flag: SharedArrayBuffer, port: MessagePort }
-// Requests (on parentPort): { type: "publish", id, json, deadline } | { type: "close" }
-// Replies (on port):        { id, ok: true } | { id, ok: false, reason, detail } | { id, ok: false, expired: true }
+// workerData: { url, queueName, streams, publishLua, group, connectTimeoutMs, flag: SharedArrayBuffer, port: MessagePort }
+// Requests (on parentPort): { type: "publish", id, json, sig, deadline, stream } (a plain XADD to that stream)
+//                         | { type: "publish", id, json, sig, deadline, script: { keys, delayMs, wakeChannel, prefix,
+//                             holderId, ttlMs } } (publish.lua: a delay and/or an idempotency key) | { type: "close" }
+// Replies (on port):        { id, ok: true, holder } | { id, ok: false, reason, detail } | { id, ok: false, expired: true }
 // After each reply, flag[0] is incremented and notified; flag[1] = 1 once this thread is exiting.
 import { parentPort, workerData } from "node:worker_threads"
 
-const { url, queueName, group, connectTimeoutMs, port } = workerData
+const { url, queueName, streams, publishLua, group, connectTimeoutMs, port } = workerData
 const flag = new Int32Array(workerData.flag)
 
 const signal = () => {
@@ -49,9 +51,12 @@ const connect = () => {
     c.on("error", (e) => void (firstError ??= e))
     try {
       await withTimeout(c.connect().then(() => c.ping()), connectTimeoutMs, "no answer; is Redis running there?")
-      await c.xgroup("CREATE", queueName, group, "0", "MKSTREAM").catch((e) => {
-        if (!errorText(e).includes("BUSYGROUP")) throw e
-      })
+      for (const stream of streams) {
+        await c.xgroup("CREATE", stream, group, "0", "MKSTREAM").catch((e) => {
+          if (!errorText(e).includes("BUSYGROUP")) throw e
+        })
+      }
+      c.defineCommand("taskiqPublish", { lua: publishLua })
       return c
     } catch (e) {
       c.disconnect()
@@ -76,7 +81,15 @@ const reply = (message) => {
   signal()
 }
 
-const publish = async ({ id, json, sig, deadline }) => {
+const send = (c, { json, sig, stream, script }) => {
+  if (script === undefined) {
+    return sig === undefined ? c.xadd(stream, "*", "data", json) : c.xadd(stream, "*", "data", json, "sig", sig)
+  }
+  const { keys, delayMs, wakeChannel, prefix, holderId, ttlMs } = script
+  return c.taskiqPublish(keys.length, ...keys, json, delayMs, wakeChannel, prefix, holderId, ttlMs, sig ?? "")
+}
+
+const publish = async ({ id, json, sig, deadline, stream, script }) => {
   if (Date.now() > deadline) return reply({ id, ok: false, expired: true })
   let c
   try {
@@ -87,8 +100,8 @@ const publish = async ({ id, json, sig, deadline }) => {
   // The caller gave up while this thread was connecting: publishing now would surprise it.
   if (Date.now() > deadline) return reply({ id, ok: false, expired: true })
   try {
-    await (sig === undefined ? c.xadd(queueName, "*", "data", json) : c.xadd(queueName, "*", "data", json, "sig", sig))
-    reply({ id, ok: true })
+    const holder = await send(c, { json, sig, stream, script })
+    reply({ id, ok: true, holder: script === undefined ? null : holder ?? null })
   } catch (e) {
     reply({ id, ok: false, reason: "Publish", detail: errorText(e) })
   }
