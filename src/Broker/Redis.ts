@@ -75,8 +75,8 @@ const scripts = {
   deadLetter: { numberOfKeys: 2, lua: script("dead_letter") },
   moveDue: { numberOfKeys: 4, lua: script("move_due") },
   requeueDead: { numberOfKeys: 4, lua: script("requeue_dead") },
-  read: { numberOfKeys: 3, lua: script("read") },
-  complete: { lua: script("complete") },
+  read: { numberOfKeys: 3, lua: `${script("read_new")}\n${script("read")}` },
+  complete: { lua: `${script("read_new")}\n${script("complete")}` },
   publishMany: { numberOfKeys: 1, lua: script("publish_many") },
   // These take a varying number of keys: it is the first argument of each call.
   publish: { lua: script("publish") },

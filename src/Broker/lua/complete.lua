@@ -2,8 +2,8 @@
 -- set_results.lua does (a cancelled task keeps its TaskCancelled result; waiters are pushed each one, on its own
 -- channel only while some process is registered as waiting on such channels: see watch.lua), then
 -- XACK + XDEL of the entries per priority stream. Should a SET fail, the script stops before any ack.
--- Then, when asked, it reads the next messages for the slots the batch frees, as read.lua does (higher
--- priorities first, the lower ones' turns kept): one round trip per batch instead of two.
+-- Then, when asked, it reads the next messages for the slots the batch frees, as read.lua does (read_new.lua,
+-- prepended when loaded): one round trip per batch instead of two.
 -- KEYS[1] cancelled-tasks set; KEYS[2..n+1] result keys; KEYS[n+2], KEYS[n+3], KEYS[n+4] high, normal, low streams;
 -- KEYS[n+5] the watchers set
 -- ARGV[1] result TTL, ms; ARGV[2] n; ARGV[3..n+2] the results' JSON; ARGV[n+3..2n+2] the inbox each is also
@@ -40,20 +40,8 @@ for s = 1, 3 do
   end
 end
 local consumer, left, turn = ARGV[at], tonumber(ARGV[at + 1] or 0), tonumber(ARGV[at + 2] or 0) % 8
-local any = 0
-local out = {}
 if left and left > 0 then
-  -- Whether the high or low stream holds anything: when neither does, only the normal stream is read.
-  if redis.call('XLEN', KEYS[n + 2]) + redis.call('XLEN', KEYS[n + 4]) > 0 then any = 1 end
-  local order = { 1, 2, 3 }
-  if any == 0 then order = { 2 } elseif turn == 3 then order = { 2, 3, 1 } elseif turn == 7 then order = { 3, 2, 1 } end
-  for _, i in ipairs(order) do
-    if left <= 0 then break end
-    local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', left, 'STREAMS', KEYS[n + 1 + i], '>')
-    if r and r[1] and #r[1][2] > 0 then
-      out[#out + 1] = { i, r[1][2] }
-      left = left - #r[1][2]
-    end
-  end
+  local any, out = read_new({ KEYS[n + 2], KEYS[n + 3], KEYS[n + 4] }, group, consumer, left, turn)
+  return { any, out }
 end
-return { any, out }
+return { 0, {} }
