@@ -276,21 +276,11 @@ export class SyncPublisher {
   private route(message: Encoded) {
     const k = RedisBroker.keys(this.target.queueName)
     const priority = message.options?.priority ?? "normal"
-    const delayMs = message.options?.delayMs !== undefined && message.options.delayMs > 0 ? Math.ceil(message.options.delayMs) : undefined
+    const delayMs = RedisBroker.delayOf(message.options)
     const idem = message.options?.idempotency
-    if (delayMs === undefined && idem === undefined) return { stream: k.streams[priority] }
-    return {
-      script: {
-        keys: idem === undefined
-          ? [delayMs === undefined ? k.streams[priority] : k.delayed]
-          : [delayMs === undefined ? k.streams[priority] : k.delayed, k.idempotency(idem.key)],
-        delayMs: delayMs ?? "",
-        wakeChannel: k.wakeChannel,
-        prefix: priority === "normal" ? "" : `${priority}\n`,
-        holderId: idem?.taskId ?? "",
-        ttlMs: idem?.ttlMs ?? 0
-      }
-    }
+    return delayMs === undefined && idem === undefined
+      ? { stream: k.streams[priority] }
+      : { script: RedisBroker.publishScript(k, priority, delayMs, idem) }
   }
 
   private start() {

@@ -23,6 +23,7 @@ import {
   type DeadLetterSelection,
   defaults,
   type Delivery,
+  type Idempotency,
   type Priority,
   priorities,
   priorityOf,
@@ -65,6 +66,27 @@ export const keys = (queueName: string) =>
     wakeChannel: `${queueName}:delayed:wake`,
     idempotency: (key: string) => `${queueName}:idempotency:${key}`
   }) as const
+
+/** A publish's delay in whole milliseconds, or `undefined` when it is to be delivered now. */
+export const delayOf = (options: PublishOptions | undefined): number | undefined =>
+  options?.delayMs !== undefined && options.delayMs > 0 ? Math.ceil(options.delayMs) : undefined
+
+/**
+ * How publish.lua publishes a message with a delay and/or an idempotency key: its keys, and its arguments after the
+ * message data (the signature, or "", goes last). Shared with the synchronous publisher's thread.
+ */
+export const publishScript = (
+  k: ReturnType<typeof keys>,
+  priority: Priority,
+  delayMs: number | undefined,
+  idem: Idempotency | undefined
+) => {
+  const target = delayMs === undefined ? k.streams[priority] : k.delayed
+  return {
+    keys: idem === undefined ? [target] : [target, k.idempotency(idem.key)],
+    args: [delayMs ?? "", k.wakeChannel, priority === "normal" ? "" : `${priority}\n`, idem?.taskId ?? "", idem?.ttlMs ?? 0]
+  }
+}
 
 const script = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), "utf8")
 const scripts = {
@@ -252,19 +274,15 @@ export const make = (options: RedisBrokerOptions = {}) =>
     // A plain message is one XADD; a delayed one or one with an idempotency key goes through publish.lua.
     const publishTo = (priority: Priority, data: string, publishOptions: PublishOptions | undefined) => {
       if (overLimit(data)) return Effect.fail(tooLarge(data))
-      const delayMs = publishOptions?.delayMs !== undefined && publishOptions.delayMs > 0 ? Math.ceil(publishOptions.delayMs) : undefined
+      const delayMs = delayOf(publishOptions)
       const idem = publishOptions?.idempotency
       if (delayMs === undefined && idem === undefined) {
         return Effect.as(plain[priority](data), undefined)
       }
       return Effect.tryPromise({
         try: async (): Promise<string | undefined> => {
-          const target = delayMs === undefined ? streamOf(priority) : k.delayed
-          const prefix = priority === "normal" ? "" : `${priority}\n`
-          const args = [data, delayMs ?? "", k.wakeChannel, prefix, idem?.taskId ?? "", idem?.ttlMs ?? 0, signer?.sign(data) ?? ""]
-          const holder = idem === undefined
-            ? await client.taskiqPublish(1, target, ...args)
-            : await client.taskiqPublish(2, target, k.idempotency(idem.key), ...args)
+          const { keys: scriptKeys, args } = publishScript(k, priority, delayMs, idem)
+          const holder = await client.taskiqPublish(scriptKeys.length, ...scriptKeys, data, ...args, signer?.sign(data) ?? "")
           return holder ?? undefined
         },
         catch: publishFailed

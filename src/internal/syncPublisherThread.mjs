@@ -4,8 +4,8 @@
 //
 // workerData: { url, queueName, streams, publishLua, group, connectTimeoutMs, flag: SharedArrayBuffer, port: MessagePort }
 // Requests (on parentPort): { type: "publish", id, json, sig, deadline, stream } (a plain XADD to that stream)
-//                         | { type: "publish", id, json, sig, deadline, script: { keys, delayMs, wakeChannel, prefix,
-//                             holderId, ttlMs } } (publish.lua: a delay and/or an idempotency key) | { type: "close" }
+//                         | { type: "publish", id, json, sig, deadline, script: { keys, args } } (publish.lua: a delay
+//                             and/or an idempotency key; Broker/Redis.ts publishScript) | { type: "close" }
 // Replies (on port):        { id, ok: true, holder } | { id, ok: false, reason, detail } | { id, ok: false, expired: true }
 // After each reply, flag[0] is incremented and notified; flag[1] = 1 once this thread is exiting.
 import { parentPort, workerData } from "node:worker_threads"
@@ -85,8 +85,7 @@ const send = (c, { json, sig, stream, script }) => {
   if (script === undefined) {
     return sig === undefined ? c.xadd(stream, "*", "data", json) : c.xadd(stream, "*", "data", json, "sig", sig)
   }
-  const { keys, delayMs, wakeChannel, prefix, holderId, ttlMs } = script
-  return c.taskiqPublish(keys.length, ...keys, json, delayMs, wakeChannel, prefix, holderId, ttlMs, sig ?? "")
+  return c.taskiqPublish(script.keys.length, ...script.keys, json, ...script.args, sig ?? "")
 }
 
 const publish = async ({ id, json, sig, deadline, stream, script }) => {
