@@ -118,7 +118,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     for (let i = 0; i < capacity; i++) room.offer(undefined)
     let held = 0
     let stopping = false
-    // The reader is waiting on a read: Redis gives it what arrives, so a completion need not read ahead for it.
+    // The reader is about to read or waiting on a read: Redis gives it what arrives, so a completion need not read ahead.
     let reading = false
     let onIdle: (() => void) | undefined
     // The places of `freed` messages are free again, except those the messages read ahead (`next`) now hold.
@@ -196,9 +196,12 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     // runs the tasks the other's read ahead. With one acker taking every slot's completion, worker and Redis took
     // turns: a worker draining a backlog runs 1.3–1.7× faster with two (bench/drain.ts, 16 and 100 slots). Prefetched
     // messages keep the slots busy meanwhile anyway: there, batches of half the slots only cost more scripts per task.
+    // A completion with no task running and none waiting to start has nothing to wait for: it goes out at once (a lone
+    // task's result then reaches Redis a turn earlier, and before the reader's next read).
     const batchSize = Math.min(Math.ceil(capacity / ackers), 1024)
+    const gather = (first: Completion) => running.size === 0 && work.size === 0 ? Effect.succeed(first) : Effect.as(endOfTurn, first)
     const acker = completions.take.pipe(
-      Effect.zipLeft(endOfTurn),
+      Effect.flatMap(gather),
       Effect.map((first) => [first, ...completions.takeUpTo(batchSize - 1)]),
       Effect.flatMap((batch) => {
         let next = none
@@ -324,12 +327,16 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
       const logged = Effect.tapError(effect, (e) => Effect.logWarning(`${what} failed; retrying`, e))
       return Effect.catchAll(logged, () => Effect.retry(logged, readRetry))
     }
+    // Whether the reader's last read gave the slots work.
+    let delivered = false
     const reader = Effect.gen(function*() {
-      // Places come back a batch at a time: after the first, yield once so the read asks for all of them.
+      // Places come back a batch at a time: after the first, yield once so the read asks for all of them. After a read
+      // that gave work, wait for the end of the turn instead: the tasks it started that finish at once have their
+      // completions sent first, so a lone task's result is not queued behind this read on its way to Redis.
       yield* room.take
-      yield* Effect.yieldNow()
-      const free = 1 + room.takeUpTo(capacity - 1).length
       reading = true
+      yield* delivered ? endOfTurn : Effect.yieldNow()
+      const free = 1 + room.takeUpTo(capacity - 1).length
       const deliveries = yield* retrying("reading the queue", consumer.read(free)).pipe(
         Effect.ensuring(Effect.sync(() => (reading = false))),
         Effect.onInterrupt(() => Effect.sync(() => {
@@ -339,6 +346,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
       // One synchronous step, so that an interruption never separates counting from queueing.
       yield* Effect.sync(() => {
         held += deliveries.length
+        delivered = deliveries.length > 0
         for (const d of deliveries) work.offer(d)
         for (let i = deliveries.length; i < free; i++) room.offer(undefined)
       })

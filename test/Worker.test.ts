@@ -366,6 +366,43 @@ describe("Worker", () => {
       assert.isAtMost((yield* reads()) - before, 11)
     }))
 
+  it.scopedLive("a lone task's completion reaches Redis before the reader's next read (its result is not queued behind it)", () =>
+    Effect.gen(function*() {
+      const redis = yield* privateRedis()
+      const raw = yield* rawClient(redis.url)
+      // What Redis received, in order: submissions, the worker's reads (XREADGROUP, or read.lua on some turns) and its
+      // completion scripts (their first key is the cancelled set).
+      const seen: Array<string> = []
+      const monitor = yield* Effect.acquireRelease(
+        Effect.promise(() => raw.duplicate().monitor()),
+        (m) => Effect.sync(() => m.disconnect())
+      )
+      monitor.on("monitor", (_time: string, args: Array<string>) => {
+        const command = args[0]?.toLowerCase()
+        if (command === "xadd") seen.push("submit")
+        if (command === "xreadgroup") seen.push("read")
+        if (command === "evalsha") seen.push(args[3] === "r:__taskiq_cancelled__" ? "complete" : "read")
+      })
+      const ctx = yield* Layer.build(Taskiq.layerRedis({ url: redis.url, queueName: "order", resultPrefix: "r" }))
+      yield* startWorker(ctx, { maxAsyncTasks: 4, blockMs: 5_000 })
+      const runOne = (i: number) => inCtx(ctx, Effect.flatMap(tasks.add.kiq(i, 1), (h) => h.result({ timeout: "5 seconds" })))
+      yield* runOne(0)
+      yield* Effect.sleep("50 millis")
+      seen.length = 0
+      for (let i = 1; i <= 10; i++) {
+        assert.strictEqual(yield* runOne(i), i + 1)
+        // Lets the reader's next read reach Redis before the next submission.
+        yield* Effect.sleep("20 millis")
+      }
+      yield* Effect.sleep("50 millis")
+      // Each submission is followed by its completion, then the read that waits for the next one; with the read sent
+      // first, the result waited behind it (one more write and one more command on the way).
+      const afterEach = seen.join(" ").split("submit").slice(1).map((s) => s.trim())
+      assert.strictEqual(afterEach.length, 10)
+      // (A read may be a reclaim pass and a read: "complete read read".)
+      for (const commands of afterEach) assert.match(commands, /^complete( read)+$/)
+    }))
+
   it.scopedLive("ack policy: when_saved keeps the message until the result is stored; when_received acks at once", () =>
     Effect.gen(function*() {
       for (const [ackPolicy, expectedLen] of [["when_saved", 1], ["when_received", 0]] as const) {
