@@ -21,6 +21,8 @@ export class Handoff<A> {
   private readonly takers = new Set<Taker>()
   /** Takers woken that have not run yet (at most one). */
   private waking = 0
+  /** Takers woken so far: what a hand-off costs in fiber wake-ups (tests and diagnostics). */
+  wakeUps = 0
 
   /** Keeps an item for the next taker, waking one if none is on its way. */
   offer(a: A): void {
@@ -39,6 +41,7 @@ export class Handoff<A> {
       this.takers.delete(taker)
       taker.woken = true
       this.waking++
+      this.wakeUps++
       return taker.resume(Effect.void)
     }
   }
@@ -58,19 +61,23 @@ export class Handoff<A> {
     return a
   }
 
-  // Waits to be woken, then takes (or waits again, should another taker have been faster). A taker woken and
-  // interrupted before it ran lets the next one be woken in its place.
+  // Waits to be woken, then takes (or waits again, should another taker have been faster): taking wakes the next
+  // taker while items remain. A taker woken and interrupted before it ran lets the next one be woken in its place.
+  // (Waking the next one before taking woke a second taker for a single item, which found nothing and waited again:
+  // two wake-ups and waits per lone task on each hand-off.)
   private readonly wait: Effect.Effect<A> = Effect.suspend(() => {
     const taker: Taker = { resume: undefined!, woken: false }
     return Effect.async<void>((resume) => {
       taker.resume = resume
       this.takers.add(taker)
     }).pipe(
-      Effect.ensuring(Effect.sync(() => {
-        if (!taker.woken) return void this.takers.delete(taker)
-        this.waking--
-        this.wake()
-      })),
+      Effect.onExit((exit) =>
+        Effect.sync(() => {
+          if (!taker.woken) return void this.takers.delete(taker)
+          this.waking--
+          if (exit._tag === "Failure") this.wake()
+        })
+      ),
       Effect.zipRight(this.take)
     )
   })
