@@ -89,6 +89,12 @@ const endOfTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
   return Effect.sync(() => clearImmediate(handle))
 })
 
+// Runs `effect` again and again without yielding between runs, as `Effect.forever` does after each (a trip through the
+// scheduler, per task, on each of the worker's loops). Each loop suspends on a take or a read whenever it has nothing
+// to do, and the runtime still yields a fiber that runs 2,048 operations without suspending.
+const loop = <E, R>(effect: Effect.Effect<unknown, E, R>): Effect.Effect<never, E, R> =>
+  Effect.zipRight(Effect.whileLoop({ while: () => true, body: () => effect, step: () => {} }), Effect.never)
+
 /** A finished task waiting to be saved and acknowledged with others in one round trip each. */
 interface Completion {
   readonly delivery: Delivery
@@ -219,7 +225,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
           ))
         )
       }),
-      Effect.forever
+      loop
     )
 
     // Cancellations: ids of cancelled tasks (skipped when read), and the slot fiber running each task (interrupted).
@@ -314,7 +320,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
         FiberRef.set(TaskProgress.reporterRef, Option.some(backend.setProgress)).pipe(
           Effect.zipRight(CurrentTask.own),
           Effect.zipRight(Effect.uninterruptibleMask((restore) =>
-            Effect.forever(Effect.flatMap(restore(work.take), (delivery) => process(delivery, self, execute, restore)))
+            loop(Effect.flatMap(restore(work.take), (delivery) => process(delivery, self, execute, restore)))
           ))
         )
       )
@@ -329,31 +335,33 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     }
     // Whether the reader's last read gave the slots work.
     let delivered = false
-    const reader = Effect.gen(function*() {
-      // Places come back a batch at a time: after the first, yield once so the read asks for all of them. After a read
-      // that gave work, wait for the end of the turn instead: the tasks it started that finish at once have their
-      // completions sent first, so a lone task's result is not queued behind this read on its way to Redis.
-      yield* room.take
-      reading = true
-      yield* delivered ? endOfTurn : Effect.yieldNow()
+    // Counts what a read gave and queues it in one synchronous step, so that no interruption separates the two; the
+    // places it did not fill go back.
+    const handOut = (free: number, deliveries: ReadonlyArray<Delivery>) => {
+      reading = false
+      held += deliveries.length
+      delivered = deliveries.length > 0
+      for (const d of deliveries) work.offer(d)
+      for (let i = deliveries.length; i < free; i++) room.offer(undefined)
+      return ackPolicy === "when_received" && deliveries.length > 0
+        ? retrying("acknowledging what was read", consumer.ackMany(deliveries))
+        : Effect.void
+    }
+    // Reads for every free place. A read is retried until it succeeds (`reading` stays set meanwhile: completions read
+    // nothing ahead), and the reader is interrupted only at shutdown, when places no longer matter: so neither needs a
+    // finalizer on the way of each read (a lone task's path runs through one).
+    const readFree = Effect.suspend(() => {
       const free = 1 + room.takeUpTo(capacity - 1).length
-      const deliveries = yield* retrying("reading the queue", consumer.read(free)).pipe(
-        Effect.ensuring(Effect.sync(() => (reading = false))),
-        Effect.onInterrupt(() => Effect.sync(() => {
-          for (let i = 0; i < free; i++) room.offer(undefined)
-        }))
-      )
-      // One synchronous step, so that an interruption never separates counting from queueing.
-      yield* Effect.sync(() => {
-        held += deliveries.length
-        delivered = deliveries.length > 0
-        for (const d of deliveries) work.offer(d)
-        for (let i = deliveries.length; i < free; i++) room.offer(undefined)
-      })
-      if (ackPolicy === "when_received" && deliveries.length > 0) {
-        yield* retrying("acknowledging what was read", consumer.ackMany(deliveries))
-      }
-    }).pipe(Effect.forever)
+      return Effect.flatMap(retrying("reading the queue", consumer.read(free)), (deliveries) => handOut(free, deliveries))
+    })
+    // Places come back a batch at a time: after the first, yield once so the read asks for all of them. After a read
+    // that gave work, wait for the end of the turn instead: the tasks it started that finish at once have their
+    // completions sent first, so a lone task's result is not queued behind this read on its way to Redis.
+    const beforeRead = Effect.suspend(() => {
+      reading = true
+      return delivered ? endOfTurn : Effect.yieldNow()
+    })
+    const reader = loop(room.take.pipe(Effect.zipRight(beforeRead), Effect.zipRight(readFree)))
 
     const fibers = yield* FiberSet.make()
     const ackerFiber = yield* Effect.forkScoped(Effect.all(Array.from({ length: ackers }, () => acker), { concurrency: "unbounded", discard: true }))
