@@ -149,10 +149,14 @@ export class Broker extends Context.Tag("effect-taskiq/Broker")<Broker, {
   /** Publishes raw payload text as another producer would (tests, replays). */
   readonly publishRaw: (data: string, options?: PublishOptions) => Effect.Effect<string | undefined, BrokerError>
   /**
-   * Publishes many payloads of one priority at once (a bulk submission: one round trip per thousand); all or, on
-   * a size error, none of them.
+   * Publishes many payloads of one priority at once (a bulk submission: one round trip per thousand), now or all
+   * after `delayMs`; all or, on a size error, none of them.
    */
-  readonly publishManyRaw: (data: ReadonlyArray<string>, priority?: Priority) => Effect.Effect<void, BrokerError>
+  readonly publishManyRaw: (
+    data: ReadonlyArray<string>,
+    priority?: Priority,
+    delayMs?: number
+  ) => Effect.Effect<void, BrokerError>
   /** Lets these tasks' idempotency keys go (each only if that task still holds it). */
   readonly releaseIdempotencyKeys: (
     keys: ReadonlyArray<{ readonly key: string; readonly taskId: string }>

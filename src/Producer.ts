@@ -67,8 +67,8 @@ export const scheduleWith: {
 
 /**
  * Submits many runs of a declared task, or of an exported async function via `kc.exec`, in one round trip per
- * thousand; their handles, in order. Every argument list is checked before anything is published. Per-submission
- * options as `kiqMany` takes them (no `delay`, `at` or `idempotencyKey`).
+ * thousand; their handles, in order. Every argument list is checked before anything is published. Options as
+ * `kiqMany` takes them (a `delay` or `at` holds them all; no `idempotencyKey`).
  */
 export const scheduleMany: {
   <Args extends ReadonlyArray<any>, A, E, R>(

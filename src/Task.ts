@@ -353,7 +353,8 @@ export const submit = <Args extends ReadonlyArray<any>, A, E, R>(
 /**
  * Submits many runs of a task at once — one round trip per thousand, like BullMQ's `addBulk` — and returns their
  * handles in order. Every submission is validated first: one bad set of arguments fails the call and publishes
- * nothing. Takes the options of a submission except `delay`, `at` and `idempotencyKey` (submit those one by one).
+ * nothing. Takes the options of a submission (`delay` / `at` hold them all until then) except `idempotencyKey`,
+ * which names a single submission.
  */
 export const submitMany = <Args extends ReadonlyArray<any>, A, E, R>(
   task: Task<Args, A, E, R>,
@@ -361,15 +362,16 @@ export const submitMany = <Args extends ReadonlyArray<any>, A, E, R>(
   options: SubmitOptions = {}
 ): Effect.Effect<Array<TaskHandle.TaskHandle<A, E>>, ScheduleError, Broker> =>
   Effect.flatMap(Broker, (broker): Effect.Effect<Array<TaskHandle.TaskHandle<A, E>>, ScheduleError> => {
-    if (options.delay !== undefined || options.at !== undefined || options.idempotencyKey !== undefined) {
+    if (options.idempotencyKey !== undefined || options.idempotencyTtl !== undefined) {
       return Effect.fail(
         new InvalidTask({
           reason: "InvalidOptions",
           taskName: task.name,
-          detail: "kiqMany takes no delay, at or idempotencyKey: submit such tasks one by one (kiq / scheduleWith)"
+          detail: "kiqMany takes no idempotencyKey: a key names one submission (submit such tasks one by one: kiq / scheduleWith)"
         })
       )
     }
+    const delayMs = delayMsOf(options)
     const priority = options.priority ?? task.priority
     const jsons: Array<string> = []
     const handles: Array<TaskHandle.TaskHandle<A, E>> = []
@@ -383,7 +385,7 @@ export const submitMany = <Args extends ReadonlyArray<any>, A, E, R>(
     }
     for (const taskId of expected) Inbox.expect(taskId)
     return Effect.as(
-      Effect.tapError(broker.publishManyRaw(jsons, priority), () => Effect.sync(() => expected.forEach(Inbox.forget))),
+      Effect.tapError(broker.publishManyRaw(jsons, priority, delayMs), () => Effect.sync(() => expected.forEach(Inbox.forget))),
       handles
     )
   })

@@ -332,6 +332,23 @@ const contract = (label: string, makeLayer: (root: string, options?: { maxMessag
           assert.strictEqual(yield* broker.size, 0, "none of the batch was published")
         }), { maxMessageBytes: 1_000 }))
 
+    it.live("publishManyRaw with a delay holds the whole batch until it is due, then delivers it in its priority", () =>
+      Effect.scoped(withBroker((broker) =>
+        Effect.gen(function*() {
+          const consumer = yield* broker.consumer({ blockMs: 50 })
+          const started = Date.now()
+          yield* broker.publishManyRaw(Array.from({ length: 1200 }, (_, i) => TaskMessage.encodeJson(message(i))), "low", 300)
+          yield* broker.publishManyRaw([TaskMessage.encodeJson(message("now"))], "low")
+          assert.strictEqual(yield* broker.delayedSize, 1200)
+          assert.deepStrictEqual((yield* consumer.read(10)).map(argOf), ["now"], "the rest is not yet due")
+          const got = yield* readN(consumer, 1200, 80)
+          assert.isAtLeast(Date.now() - started, 290)
+          assert.deepStrictEqual(got.map(argOf).sort((a, b) => Number(a) - Number(b)), Array.from({ length: 1200 }, (_, i) => i))
+          assert.isTrue(got.every((d) => d.priority === "low"))
+          assert.strictEqual(yield* broker.delayedSize, 0)
+        })
+      )))
+
     it.scoped("refuses a message over maxMessageBytes with a typed error", () =>
       withBroker((broker) =>
         Effect.gen(function*() {

@@ -242,8 +242,8 @@ describe("TaskiqClient against a real worker", () => {
       const before = await raw.xlen(queueName)
       const lambda = await rejection(tc.scheduleMany(async (n: number) => n, [[1]]))
       assert.strictEqual(lambda._tag, "InvalidTask")
-      const delayed = await rejection(tc.scheduleMany(app.declared, [[1]], { delay: "1 second" }))
-      assert.strictEqual(delayed.reason, "InvalidOptions")
+      const keyed = await rejection(tc.scheduleMany(app.declared, [[1]], { idempotencyKey: "k" }))
+      assert.strictEqual(keyed.reason, "InvalidOptions")
       assert.strictEqual(await raw.xlen(queueName), before, "nothing published")
     } finally {
       raw.disconnect()

@@ -898,7 +898,39 @@ describe("Worker: bulk submission", () => {
       assert.strictEqual(result.labels.tenant, "acme")
     }))
 
-  it.scopedLive("kiqMany validates every submission before publishing any; delays and idempotency keys are refused", () =>
+  it.scopedLive("kiqMany with a delay or a time holds the whole batch in the delayed set, then every task runs, in its priority", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-bulk-later")
+      const ctx = yield* infraIn(root)
+      const raw = yield* rawClient()
+      const { queueName } = names(root)
+      const delayedSize = inCtx(ctx, Effect.flatMap(Broker, (b) => b.delayedSize))
+      const later = yield* inCtx(ctx, tasks.add.kiqMany(Array.from({ length: 1500 }, (_, i) => [i, 1] as const), { delay: "400 millis" }))
+      const atTime = yield* inCtx(ctx, tasks.add.kiqMany([[40, 2], [41, 2]], { at: new Date(Date.now() + 300), priority: "low" }))
+      // Nothing is in the streams yet: every one waits in the delayed set (two scripts for the first 1,500, one for the rest).
+      assert.strictEqual(yield* delayedSize, 1502)
+      assert.strictEqual(yield* Effect.promise(() => raw.xlen(queueName)), 0)
+      const started = Date.now()
+      yield* startWorker(ctx)
+      const sums = yield* inCtx(ctx, Effect.forEach(later, (h) => h.result({ timeout: "20 seconds" }), { concurrency: "unbounded" }))
+      assert.deepStrictEqual(sums, Array.from({ length: 1500 }, (_, i) => i + 1))
+      const low = yield* inCtx(ctx, Effect.forEach(atTime, (h) => h.waitResult({ timeout: "5 seconds" })))
+      assert.deepStrictEqual(low.map((r) => [r.returnValue, r.labels.priority]), [[42, "low"], [43, "low"]])
+      assert.isAtLeast(Date.now() - started, 250, "not run before they were due")
+      assert.strictEqual(yield* delayedSize, 0)
+    }))
+
+  it.scopedLive("kiqMany with a delay, signed: the moved messages keep their signatures and run", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("w-bulk-later-signed")
+      const ctx = yield* infraIn(root, { signingKeys: ["bulk-secret"] })
+      yield* startWorker(ctx)
+      const handles = yield* inCtx(ctx, tasks.add.kiqMany([[1, 2], [3, 4]], { delay: "100 millis" }))
+      assert.deepStrictEqual(yield* inCtx(ctx, Effect.forEach(handles, (h) => h.result({ timeout: "5 seconds" }))), [3, 7])
+      assert.deepStrictEqual(yield* inCtx(ctx, Effect.flatMap(Broker, (b) => b.deadLetters())), [])
+    }))
+
+  it.scopedLive("kiqMany validates every submission before publishing any; idempotency keys are refused", () =>
     Effect.gen(function*() {
       const root = uniqueName("w-bulk-bad")
       const ctx = yield* infraIn(root)
@@ -906,8 +938,12 @@ describe("Worker: bulk submission", () => {
       const bad = yield* inCtx(ctx, strict.kiqMany([[1], ["two" as unknown as number], [3]])).pipe(Effect.flip)
       assert.strictEqual(bad._tag, "InvalidTask")
       assert.strictEqual((bad as Task.InvalidTask).reason, "InvalidArguments")
-      const delayed = yield* inCtx(ctx, strict.kiqMany([[1]], { delay: "1 second" })).pipe(Effect.flip)
-      assert.strictEqual((delayed as Task.InvalidTask).reason, "InvalidOptions")
+      const keyed = yield* inCtx(ctx, strict.kiqMany([[1]], { idempotencyKey: "one-key" })).pipe(Effect.flip)
+      assert.strictEqual((keyed as Task.InvalidTask).reason, "InvalidOptions")
+      assert.include((keyed as Task.InvalidTask).detail, "a key names one submission")
+      const badLater = yield* inCtx(ctx, strict.kiqMany([[1], ["two" as unknown as number]], { delay: "1 second" })).pipe(Effect.flip)
+      assert.strictEqual((badLater as Task.InvalidTask).reason, "InvalidArguments")
       assert.strictEqual(yield* inCtx(ctx, Effect.flatMap(Broker, (b) => b.size)), 0, "nothing was published")
+      assert.strictEqual(yield* inCtx(ctx, Effect.flatMap(Broker, (b) => b.delayedSize)), 0, "nothing was scheduled")
     }))
 })

@@ -53,7 +53,8 @@ export const make = (options: MemoryBrokerOptions = {}) =>
       waiters.clear()
     }
 
-    const timers = new Set<ReturnType<typeof setTimeout>>()
+    // Timers of delayed publishes, with how many messages each will publish.
+    const timers = new Map<ReturnType<typeof setTimeout>, number>()
     const tooLarge = (data: string) =>
       Buffer.byteLength(data) > maxMessageBytes
         ? new BrokerError({
@@ -79,7 +80,7 @@ export const make = (options: MemoryBrokerOptions = {}) =>
             Effect.runSync(Effect.ignore(publishTo(priority, data)))
           }, delayMs)
           timer.unref()
-          timers.add(timer)
+          timers.set(timer, 1)
           return Effect.succeed(undefined)
         }
         const entry: Entry = { id: `${Date.now()}-${seq++}`, priority, data, owner: undefined, deliveredAt: 0, deliveries: 0 }
@@ -221,19 +222,31 @@ export const make = (options: MemoryBrokerOptions = {}) =>
           publishTo(publishOptions?.priority ?? priorityOf(message.labels), TaskMessage.encodeJson(message), publishOptions)
         ),
       publishRaw,
-      publishManyRaw: (data, priority = "normal") =>
+      publishManyRaw: (data, priority = "normal", delayMs) =>
         Effect.suspend(() => {
           for (const d of data) {
             const refused = tooLarge(d)
             if (refused !== undefined) return Effect.fail(refused)
           }
-          return Effect.forEach(data, (d) => publishTo(priority, d), { discard: true })
+          if (delayMs === undefined || delayMs <= 0) return Effect.forEach(data, (d) => publishTo(priority, d), { discard: true })
+          // One timer for the batch: it is due at once, as in Redis (one due time for all).
+          const timer = setTimeout(() => {
+            timers.delete(timer)
+            Effect.runSync(Effect.forEach(data, (d) => Effect.ignore(publishTo(priority, d)), { discard: true }))
+          }, delayMs)
+          timer.unref()
+          timers.set(timer, data.length)
+          return Effect.void
         }),
       releaseIdempotencyKeys: (keys) =>
         Effect.sync(() => {
           for (const { key, taskId } of keys) if (idempotencyKeys.get(key)?.taskId === taskId) idempotencyKeys.delete(key)
         }),
-      delayedSize: Effect.sync(() => timers.size),
+      delayedSize: Effect.sync(() => {
+        let n = 0
+        for (const count of timers.values()) n += count
+        return n
+      }),
       consumer,
       deadLetters: (count = 100) => Effect.sync(() => dead.slice(0, count)),
       requeueDeadLetters: (selection) =>

@@ -100,6 +100,7 @@ const scripts = {
   read: { numberOfKeys: 3, lua: `${script("read_new")}\n${script("read")}` },
   complete: { lua: `${script("read_new")}\n${script("complete")}` },
   publishMany: { numberOfKeys: 1, lua: script("publish_many") },
+  publishManyLater: { numberOfKeys: 1, lua: script("publish_many_later") },
   // These take a varying number of keys: it is the first argument of each call.
   publish: { lua: script("publish") },
   releaseKeys: { lua: script("release_keys") }
@@ -120,6 +121,14 @@ interface ScriptedRedis extends Redis {
   taskiqPublish(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<string | null>
   taskiqReleaseKeys(numberOfKeys: number, ...keysThenArgs: Array<string>): Promise<number>
   taskiqPublishMany(stream: string, signed: "0" | "1", ...data: Array<string>): Promise<number>
+  taskiqPublishManyLater(
+    delayed: string,
+    delayMs: number,
+    wakeChannel: string,
+    priorityPrefix: string,
+    signed: "0" | "1",
+    ...data: Array<string>
+  ): Promise<number>
   taskiqComplete(
     numberOfKeys: number,
     ...keysThenArgs: Array<string | number>
@@ -251,13 +260,27 @@ export const make = (options: RedisBrokerOptions = {}) =>
     const publishFailed = (c: unknown) => fail("Publish", c)
     // A string's UTF-8 bytes are at most 3 per UTF-16 unit: count them only when that could matter.
     const overLimit = (data: string) => data.length * 3 > maxMessageBytes && Buffer.byteLength(data) > maxMessageBytes
-    // Many messages (at most a thousand: one script should not block Redis for long) in one publish_many.lua.
-    const publishManyTo = (stream: string, batch: ReadonlyArray<string>): Promise<number> => {
-      if (signer === undefined) return client.taskiqPublishMany(stream, "0", ...batch)
+    // Each message followed by its signature when messages are signed.
+    const withSignatures = (batch: ReadonlyArray<string>): ReadonlyArray<string> => {
+      if (signer === undefined) return batch
       const args: Array<string> = []
       for (const d of batch) args.push(d, signer.sign(d))
-      return client.taskiqPublishMany(stream, "1", ...args)
+      return args
     }
+    const signedFlag = signer === undefined ? "0" : "1"
+    // Many messages (at most a thousand: one script should not block Redis for long) in one publish_many.lua.
+    const publishManyTo = (stream: string, batch: ReadonlyArray<string>): Promise<number> =>
+      client.taskiqPublishMany(stream, signedFlag, ...withSignatures(batch))
+    // Many messages due after the same delay, in one publish_many_later.lua (members as publish.lua makes them).
+    const publishManyLater = (priority: Priority, delayMs: number, batch: ReadonlyArray<string>): Promise<number> =>
+      client.taskiqPublishManyLater(
+        k.delayed,
+        delayMs,
+        k.wakeChannel,
+        priority === "normal" ? "" : `${priority}\n`,
+        signedFlag,
+        ...withSignatures(batch)
+      )
     // Plain messages published in the same turn go out together: one XADD, or publish_many.lua for several.
     const sendTo = (stream: string) => (batch: ReadonlyArray<string>): Promise<unknown> => {
       if (batch.length > 1) return publishManyTo(stream, batch)
@@ -292,12 +315,16 @@ export const make = (options: RedisBrokerOptions = {}) =>
     const publishRaw = (data: string, publishOptions?: PublishOptions) =>
       publishTo(publishOptions?.priority ?? "normal", data, publishOptions)
 
-    const publishManyRaw = (data: ReadonlyArray<string>, priority: Priority = "normal") =>
+    const publishManyRaw = (data: ReadonlyArray<string>, priority: Priority = "normal", delayMs?: number) =>
       Effect.suspend(() => {
         for (const d of data) if (overLimit(d)) return Effect.fail(tooLarge(d))
+        const later = delayOf({ delayMs })
         return Effect.tryPromise({
           try: async () => {
-            for (let i = 0; i < data.length; i += 1000) await publishManyTo(streamOf(priority), data.slice(i, i + 1000))
+            for (let i = 0; i < data.length; i += 1000) {
+              const batch = data.slice(i, i + 1000)
+              await (later === undefined ? publishManyTo(streamOf(priority), batch) : publishManyLater(priority, later, batch))
+            }
           },
           catch: (c) => fail("Publish", c)
         })
