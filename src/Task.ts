@@ -3,6 +3,7 @@
  * the arguments, the success and the typed failure, so both ends validate.
  */
 import * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -21,6 +22,7 @@ import {
 import * as Inbox from "./internal/inbox.js"
 import * as TaskHandle from "./TaskHandle.js"
 import * as TaskMessage from "./TaskMessage.js"
+import * as TaskTracing from "./TaskTracing.js"
 import type { Labels } from "./TaskMessage.js"
 
 /** A task cannot be submitted or run as asked; `reason` says which rule it broke and `detail` what to do. */
@@ -320,35 +322,70 @@ export const submit = <Args extends ReadonlyArray<any>, A, E, R>(
   args: Args,
   options: SubmitOptions
 ): Effect.Effect<TaskHandle.TaskHandle<A, E>, ScheduleError, Broker> =>
-  Effect.flatMap(Broker, (broker): Effect.Effect<TaskHandle.TaskHandle<A, E>, ScheduleError> => {
-    const priority = options.priority ?? task.priority
-    const encoded = encodeSubmission(task, args, options, priority)
-    if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
-    const { idempotencyTtlMs, json, replyTo, taskId } = encoded.right
-    const delayMs = delayMsOf(options)
-    const publishOptions = delayMs === undefined && priority === undefined && options.idempotencyKey === undefined
-      ? undefined
-      : {
-        delayMs,
-        priority,
-        idempotency: options.idempotencyKey === undefined ? undefined : {
-          key: options.idempotencyKey,
-          taskId,
-          ttlMs: idempotencyTtlMs ?? defaultIdempotencyTtlMs
-        }
-      }
-    // Registered before the message goes out, so that its result is awaited without a catch-up read; a message not
-    // published (failed, or deduplicated onto another task) has no result to await.
-    if (replyTo !== undefined) Inbox.expect(taskId)
-    return Effect.map(
-      Effect.tapError(broker.publishRaw(json, publishOptions), () => Effect.sync(() => Inbox.forget(taskId))),
-      (holder) => {
-        if (holder === undefined) return TaskHandle.make(taskId, task.name, broker.queueName, task, false, replyTo)
-        Inbox.forget(taskId)
-        return TaskHandle.make(holder, task.name, broker.queueName, task, true)
-      }
-    )
+  Effect.contextWithEffect((ctx: Context.Context<Broker>) => {
+    const broker = Context.get(ctx, Broker)
+    return Context.get(ctx, TaskTracing.TaskTracing)
+      ? traced(task.name, broker.queueName, (traceparent) => send(broker, task, args, withTraceparent(options, traceparent)), (h) => [h])
+      : send(broker, task, args, options)
   })
+
+// A submission's span (`taskiq.send <task>`, kind producer); the messages carry its context in their labels.
+const traced = <A>(
+  taskName: string,
+  queueName: string,
+  submitWith: (traceparent: string) => Effect.Effect<A, ScheduleError>,
+  handlesOf: (a: A) => ReadonlyArray<TaskHandle.TaskHandle<unknown, unknown>>
+): Effect.Effect<A, ScheduleError> =>
+  Effect.withSpan(
+    Effect.flatMap(Effect.orDie(Effect.currentSpan), (span) =>
+      Effect.tap(submitWith(TaskTracing.format(span)), (a) => {
+        const handles = handlesOf(a)
+        span.attribute("taskiq.tasks", handles.length)
+        if (handles.length === 1) span.attribute("messaging.message.id", handles[0]!.taskId)
+      })),
+    `taskiq.send ${taskName}`,
+    { kind: "producer", attributes: { "messaging.system": "taskiq", "messaging.destination.name": queueName, "taskiq.task_name": taskName } }
+  )
+
+const withTraceparent = (options: SubmitOptions, traceparent: string): SubmitOptions => ({
+  ...options,
+  labels: { ...options.labels, [TaskTracing.traceparentLabel]: traceparent }
+})
+
+const send = <Args extends ReadonlyArray<any>, A, E, R>(
+  broker: Context.Tag.Service<Broker>,
+  task: Task<Args, A, E, R>,
+  args: Args,
+  options: SubmitOptions
+): Effect.Effect<TaskHandle.TaskHandle<A, E>, ScheduleError> => {
+  const priority = options.priority ?? task.priority
+  const encoded = encodeSubmission(task, args, options, priority)
+  if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
+  const { idempotencyTtlMs, json, replyTo, taskId } = encoded.right
+  const delayMs = delayMsOf(options)
+  const publishOptions = delayMs === undefined && priority === undefined && options.idempotencyKey === undefined
+    ? undefined
+    : {
+      delayMs,
+      priority,
+      idempotency: options.idempotencyKey === undefined ? undefined : {
+        key: options.idempotencyKey,
+        taskId,
+        ttlMs: idempotencyTtlMs ?? defaultIdempotencyTtlMs
+      }
+    }
+  // Registered before the message goes out, so that its result is awaited without a catch-up read; a message not
+  // published (failed, or deduplicated onto another task) has no result to await.
+  if (replyTo !== undefined) Inbox.expect(taskId)
+  return Effect.map(
+    Effect.tapError(broker.publishRaw(json, publishOptions), () => Effect.sync(() => Inbox.forget(taskId))),
+    (holder) => {
+      if (holder === undefined) return TaskHandle.make(taskId, task.name, broker.queueName, task, false, replyTo)
+      Inbox.forget(taskId)
+      return TaskHandle.make(holder, task.name, broker.queueName, task, true)
+    }
+  )
+}
 
 /**
  * Submits many runs of a task at once — one round trip per thousand, like BullMQ's `addBulk` — and returns their
@@ -361,31 +398,43 @@ export const submitMany = <Args extends ReadonlyArray<any>, A, E, R>(
   argsList: Iterable<Args>,
   options: SubmitOptions = {}
 ): Effect.Effect<Array<TaskHandle.TaskHandle<A, E>>, ScheduleError, Broker> =>
-  Effect.flatMap(Broker, (broker): Effect.Effect<Array<TaskHandle.TaskHandle<A, E>>, ScheduleError> => {
-    if (options.idempotencyKey !== undefined || options.idempotencyTtl !== undefined) {
-      return Effect.fail(
-        new InvalidTask({
-          reason: "InvalidOptions",
-          taskName: task.name,
-          detail: "kiqMany takes no idempotencyKey: a key names one submission (submit such tasks one by one: kiq / scheduleWith)"
-        })
-      )
-    }
-    const delayMs = delayMsOf(options)
-    const priority = options.priority ?? task.priority
-    const jsons: Array<string> = []
-    const handles: Array<TaskHandle.TaskHandle<A, E>> = []
-    const expected: Array<string> = []
-    for (const args of argsList) {
-      const encoded = encodeSubmission(task, args, options, priority)
-      if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
-      jsons.push(encoded.right.json)
-      handles.push(TaskHandle.make(encoded.right.taskId, task.name, broker.queueName, task, false, encoded.right.replyTo))
-      if (encoded.right.replyTo !== undefined) expected.push(encoded.right.taskId)
-    }
-    for (const taskId of expected) Inbox.expect(taskId)
-    return Effect.as(
-      Effect.tapError(broker.publishManyRaw(jsons, priority, delayMs), () => Effect.sync(() => expected.forEach(Inbox.forget))),
-      handles
-    )
+  Effect.contextWithEffect((ctx: Context.Context<Broker>) => {
+    const broker = Context.get(ctx, Broker)
+    return Context.get(ctx, TaskTracing.TaskTracing)
+      ? traced(task.name, broker.queueName, (traceparent) => sendMany(broker, task, argsList, withTraceparent(options, traceparent)), (hs) => hs)
+      : sendMany(broker, task, argsList, options)
   })
+
+const sendMany = <Args extends ReadonlyArray<any>, A, E, R>(
+  broker: Context.Tag.Service<Broker>,
+  task: Task<Args, A, E, R>,
+  argsList: Iterable<Args>,
+  options: SubmitOptions
+): Effect.Effect<Array<TaskHandle.TaskHandle<A, E>>, ScheduleError> => {
+  if (options.idempotencyKey !== undefined || options.idempotencyTtl !== undefined) {
+    return Effect.fail(
+      new InvalidTask({
+        reason: "InvalidOptions",
+        taskName: task.name,
+        detail: "kiqMany takes no idempotencyKey: a key names one submission (submit such tasks one by one: kiq / scheduleWith)"
+      })
+    )
+  }
+  const delayMs = delayMsOf(options)
+  const priority = options.priority ?? task.priority
+  const jsons: Array<string> = []
+  const handles: Array<TaskHandle.TaskHandle<A, E>> = []
+  const expected: Array<string> = []
+  for (const args of argsList) {
+    const encoded = encodeSubmission(task, args, options, priority)
+    if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
+    jsons.push(encoded.right.json)
+    handles.push(TaskHandle.make(encoded.right.taskId, task.name, broker.queueName, task, false, encoded.right.replyTo))
+    if (encoded.right.replyTo !== undefined) expected.push(encoded.right.taskId)
+  }
+  for (const taskId of expected) Inbox.expect(taskId)
+  return Effect.as(
+    Effect.tapError(broker.publishManyRaw(jsons, priority, delayMs), () => Effect.sync(() => expected.forEach(Inbox.forget))),
+    handles
+  )
+}

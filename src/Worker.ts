@@ -28,6 +28,7 @@ import * as TaskHandle from "./TaskHandle.js"
 import type { TaskMessage } from "./TaskMessage.js"
 import * as TaskProgress from "./TaskProgress.js"
 import * as TaskResult from "./TaskResult.js"
+import * as TaskTracing from "./TaskTracing.js"
 
 /** Worker settings, with taskiq's and BullMQ's names where they exist. */
 export interface WorkerOptions {
@@ -50,6 +51,11 @@ export interface WorkerOptions {
   readonly leaseMs?: number | undefined
   /** How long an empty read waits (default 1 s). */
   readonly blockMs?: number | undefined
+  /**
+   * A span per run, `taskiq.run <task>`, child of the submitting span named by the message's `traceparent` label
+   * (default: whether `TaskTracing` is on where the worker starts; off unless `TaskTracing.layer` is provided).
+   */
+  readonly tracing?: boolean | undefined
 }
 
 /** The resolved defaults. */
@@ -95,6 +101,42 @@ const endOfTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
 const loop = <E, R>(effect: Effect.Effect<unknown, E, R>): Effect.Effect<never, E, R> =>
   Effect.zipRight(Effect.whileLoop({ while: () => true, body: () => effect, step: () => {} }), Effect.never)
 
+// A failed run, as its span ends with it: the span's status is an error with the task's error type and message.
+class TaskRunFailed extends Error {
+  override readonly name = "TaskRunFailed"
+  constructor(readonly execution: Execution) {
+    const e = execution.result.error
+    super(e === null ? "the task failed" : `${e.excType}: ${e.excMessage.join(" ")}`)
+  }
+}
+
+// Runs `run` in the span of a task's run, `taskiq.run <task>`: a child of the submitting span when the message names
+// a valid one, else a trace of its own (never a child of whatever span the worker itself runs in).
+const traced = (message: TaskMessage, deliveryCount: number, queueName: string, run: Effect.Effect<Execution>): Effect.Effect<Execution> => {
+  const parent = TaskTracing.parse(message.labels[TaskTracing.traceparentLabel])
+  return Effect.withSpan(
+    Effect.flatMap(run, (execution) => {
+      const result = execution.result
+      return Effect.zipRight(
+        Effect.annotateCurrentSpan({ "taskiq.is_err": result.isErr, "taskiq.execution_time": result.executionTime }),
+        result.isErr ? Effect.fail(new TaskRunFailed(execution)) : Effect.succeed(execution)
+      )
+    }),
+    `taskiq.run ${message.taskName}`,
+    {
+      kind: "consumer",
+      ...(Option.isSome(parent) ? { parent: parent.value } : { root: true }),
+      attributes: {
+        "messaging.system": "taskiq",
+        "messaging.destination.name": queueName,
+        "messaging.message.id": message.taskId,
+        "taskiq.task_name": message.taskName,
+        "taskiq.delivery_count": deliveryCount
+      }
+    }
+  ).pipe(Effect.catchAll((failed) => Effect.succeed(failed.execution)))
+}
+
 /** A finished task waiting to be saved and acknowledged with others in one round trip each. */
 interface Completion {
   readonly delivery: Delivery
@@ -114,6 +156,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     const ackPolicy = options.ackPolicy ?? defaults.ackPolicy
     const maxDeliveries = options.maxDeliveries ?? defaults.maxDeliveries
     const shutdownTimeout = Duration.decode(options.shutdownTimeout ?? defaults.shutdownTimeout)
+    const tracing = options.tracing ?? (yield* TaskTracing.TaskTracing)
     const consumer: Consumer = yield* broker.consumer({ leaseMs: options.leaseMs, blockMs: options.blockMs })
 
     // A message holds a place (`room`) from the read until its acknowledgement: so the worker never holds more
@@ -306,7 +349,10 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
         return Effect.as(deadLetter(delivery, taskId, poisonResult("MaxDeliveriesExceeded", reason, message.labels), reason), false)
       }
       running.set(taskId, self)
-      return Effect.flatMap(Effect.exit(restore(execute(message, delivery.deliveryCount))), (exit) => afterRun(delivery, message, exit))
+      const run = tracing
+        ? traced(message, delivery.deliveryCount, broker.queueName, execute(message, delivery.deliveryCount))
+        : execute(message, delivery.deliveryCount)
+      return Effect.flatMap(Effect.exit(restore(run)), (exit) => afterRun(delivery, message, exit))
     }
     const process = (delivery: Delivery, self: Fiber.RuntimeFiber<unknown, unknown>, execute: Execute, restore: Restore) =>
       Effect.flatMap(Effect.exit(Effect.suspend(() => start(delivery, self, execute, restore))), (exit) => settleSlot(delivery, exit))
@@ -436,7 +482,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     )
 
     yield* Effect.logInfo(
-      `worker ${consumer.name} consuming "${broker.queueName}" (maxAsyncTasks ${max}, maxPrefetch ${capacity - max}, ack ${ackPolicy}, tasks: ${
+      `worker ${consumer.name} consuming "${broker.queueName}" (maxAsyncTasks ${max}, maxPrefetch ${capacity - max}, ack ${ackPolicy}${tracing ? ", tracing" : ""}, tasks: ${
         executor.taskNames.join(", ")
       })`
     )

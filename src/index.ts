@@ -20,6 +20,7 @@ export * as TaskMessage from "./TaskMessage.js"
 export * as TaskProgress from "./TaskProgress.js"
 export * as TaskRegistry from "./TaskRegistry.js"
 export * as TaskResult from "./TaskResult.js"
+export * as TaskTracing from "./TaskTracing.js"
 export * as Taskiq from "./Taskiq.js"
 export * as Worker from "./Worker.js"
 

@@ -1,0 +1,162 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Tracer from "effect/Tracer"
+import { Broker } from "../src/Broker.js"
+import * as Executor from "../src/Executor.js"
+import type { ResultBackend } from "../src/ResultBackend.js"
+import * as Task from "../src/Task.js"
+import * as TaskMessage from "../src/TaskMessage.js"
+import * as TaskTracing from "../src/TaskTracing.js"
+import * as Worker from "../src/Worker.js"
+import * as tasks from "./fixtures/tasks.js"
+import { layerRedis, uniqueName } from "./utils/redis.js"
+
+type Services = Broker | ResultBackend
+
+// A task whose handler opens a span of its own.
+const inner = Task.make("trace.inner", (n: number) => Effect.withSpan(Effect.succeed(n * 2), "inner-work"))
+
+// Every span the program opens, as Effect's own tracer makes them (they are recorded, not exported).
+const recording = Effect.map(Effect.tracer, (native) => {
+  const spans: Array<Tracer.Span> = []
+  const tracer = Tracer.make({
+    span: (name, parent, context, links, startTime, kind, options) => {
+      const span = native.span(name, parent, context, links, startTime, kind, options)
+      spans.push(span)
+      return span
+    },
+    context: (f, fiber) => native.context(f, fiber)
+  })
+  const named = (name: string) => {
+    const found = spans.filter((s) => s.name === name)
+    assert.isAtLeast(found.length, 1, `a span named ${name}`)
+    return found
+  }
+  return { spans, tracer, named }
+})
+
+const parentOf = (span: Tracer.Span) => Option.getOrUndefined(span.parent)
+
+const startWorker = (ctx: Context.Context<Services>, options: Worker.WorkerOptions = {}) =>
+  Worker.run({ blockMs: 100, ...options }).pipe(
+    Effect.provide(Executor.layer([...tasks.all, inner])),
+    Effect.provide(ctx),
+    Effect.forkScoped
+  )
+
+describe("TaskTracing", () => {
+  it("traceparent: format and parse are inverse; malformed or all-zero values name no parent", () => {
+    const span = Tracer.externalSpan({ traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7", sampled: true })
+    const value = TaskTracing.format(span)
+    assert.strictEqual(value, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    const parsed = Option.getOrThrow(TaskTracing.parse(value))
+    assert.deepStrictEqual([parsed.traceId, parsed.spanId, parsed.sampled], [span.traceId, span.spanId, true])
+    assert.isFalse(Option.getOrThrow(TaskTracing.parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")).sampled)
+    for (const bad of [undefined, 42, "", "garbage", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+      "00-00000000000000000000000000000000-00f067aa0ba902b7-01", "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+      "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]) {
+      assert.isTrue(Option.isNone(TaskTracing.parse(bad)), String(bad))
+    }
+  })
+
+  it.scopedLive("on: a submission's span is the parent of its run's span, in the caller's trace; failures and the handler's own spans show", () =>
+    Effect.gen(function*() {
+      const { named, tracer } = yield* recording
+      const ctx = yield* Layer.build(layerRedis(uniqueName("trace-on")))
+      const queueName = Context.get(ctx, Broker).queueName
+      yield* Effect.gen(function*() {
+        yield* startWorker(ctx)
+        const submitted = yield* Effect.gen(function*() {
+          const sum = yield* tasks.add.kiq(1, 2)
+          const failed = yield* tasks.fails.kiq("boom")
+          const doubled = yield* inner.kiq(21)
+          const many = yield* tasks.add.kiqMany([[1, 1], [2, 2]])
+          return { sum, failed, doubled, many }
+        }).pipe(Effect.withSpan("request"), Effect.provide(ctx))
+        const { doubled, failed, many, sum } = submitted
+        const sumResult = yield* Effect.provide(sum.waitResult({ timeout: "5 seconds" }), ctx)
+        assert.strictEqual((yield* Effect.provide(failed.waitResult({ timeout: "5 seconds" }), ctx)).isErr, true)
+        assert.strictEqual(yield* Effect.provide(doubled.result({ timeout: "5 seconds" }), ctx), 42)
+        assert.deepStrictEqual(yield* Effect.provide(Effect.forEach(many, (h) => h.result({ timeout: "5 seconds" })), ctx), [2, 4])
+
+        const [request] = named("request")
+        const [send] = named("taskiq.send t.add").filter((s) => s.attributes.get("messaging.message.id") === sum.taskId)
+        assert.strictEqual(parentOf(send!)?.spanId, request!.spanId)
+        assert.strictEqual(send!.traceId, request!.traceId)
+        assert.strictEqual(send!.kind, "producer")
+        assert.strictEqual(send!.attributes.get("messaging.destination.name"), queueName)
+        // The message carries the submitting span's context; the result keeps the message's labels.
+        assert.strictEqual(sumResult.labels[TaskTracing.traceparentLabel], TaskTracing.format(send!))
+
+        const runOf = (taskId: string) => {
+          const found = named(`taskiq.run ${taskId === sum.taskId || many.some((h) => h.taskId === taskId) ? "t.add" : taskId === failed.taskId ? "t.fail" : "trace.inner"}`)
+            .filter((s) => s.attributes.get("messaging.message.id") === taskId)
+          assert.strictEqual(found.length, 1, `one run span for ${taskId}`)
+          return found[0]!
+        }
+        const run = runOf(sum.taskId)
+        assert.strictEqual(parentOf(run)?.spanId, send!.spanId)
+        assert.strictEqual(run.traceId, request!.traceId)
+        assert.strictEqual(run.kind, "consumer")
+        assert.strictEqual(run.attributes.get("taskiq.delivery_count"), 1)
+        assert.strictEqual(run.attributes.get("taskiq.is_err"), false)
+        assert.strictEqual(run.status._tag === "Ended" && run.status.exit._tag, "Success")
+
+        const failedRun = runOf(failed.taskId)
+        assert.strictEqual(failedRun.attributes.get("taskiq.is_err"), true)
+        assert.strictEqual(failedRun.status._tag === "Ended" && failedRun.status.exit._tag, "Failure")
+
+        const [work] = named("inner-work")
+        assert.strictEqual(parentOf(work!)?.spanId, runOf(doubled.taskId).spanId, "the handler's span is a child of its run's")
+
+        // A batch is one submission: both runs are children of its span.
+        const [batch] = named("taskiq.send t.add").filter((s) => s.attributes.get("taskiq.tasks") === 2)
+        for (const h of many) assert.strictEqual(parentOf(runOf(h.taskId))?.spanId, batch!.spanId)
+      }).pipe(Effect.withTracer(tracer), Effect.provide(TaskTracing.layer))
+    }))
+
+  it.scopedLive("off (the default): no span of ours, and messages carry no traceparent", () =>
+    Effect.gen(function*() {
+      const { spans, tracer } = yield* recording
+      const ctx = yield* Layer.build(layerRedis(uniqueName("trace-off")))
+      yield* Effect.gen(function*() {
+        yield* startWorker(ctx)
+        const handle = yield* Effect.provide(tasks.add.kiq(2, 3), ctx).pipe(Effect.withSpan("request"))
+        const result = yield* Effect.provide(handle.waitResult({ timeout: "5 seconds" }), ctx)
+        assert.strictEqual(result.returnValue, 5)
+        assert.isUndefined(result.labels[TaskTracing.traceparentLabel])
+        assert.deepStrictEqual(spans.map((s) => s.name).filter((name) => name.startsWith("taskiq.")), [])
+      }).pipe(Effect.withTracer(tracer))
+    }))
+
+  it.scopedLive("a run whose message names no valid parent is a trace of its own, not a child of the worker's span", () =>
+    Effect.gen(function*() {
+      const { named, spans, tracer } = yield* recording
+      const ctx = yield* Layer.build(layerRedis(uniqueName("trace-root")))
+      const broker = Context.get(ctx, Broker)
+      yield* Effect.gen(function*() {
+        yield* startWorker(ctx, { tracing: true }).pipe(Effect.withSpan("worker-process"))
+        const messages = [{ traceparent: "garbage" }, {}].map((labels): TaskMessage.TaskMessage => ({
+          taskId: TaskMessage.makeTaskId(),
+          taskName: "t.add",
+          labels,
+          args: [1, 1],
+          kwargs: {}
+        }))
+        for (const m of messages) yield* broker.publish(m)
+        const ended = (taskId: string) =>
+          spans.find((s) => s.name === "taskiq.run t.add" && s.attributes.get("messaging.message.id") === taskId && s.status._tag === "Ended")
+        for (let i = 0; i < 250 && !messages.every((m) => ended(m.taskId)); i++) yield* Effect.sleep("20 millis")
+        const [process] = named("worker-process")
+        for (const m of messages) {
+          const run = ended(m.taskId)
+          assert.isDefined(run, `the run of ${JSON.stringify(m.labels)} ended`)
+          assert.isUndefined(parentOf(run!))
+          assert.notStrictEqual(run!.traceId, process!.traceId)
+        }
+      }).pipe(Effect.withTracer(tracer))
+    }))
+})
