@@ -1,4 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -12,7 +15,8 @@ import * as TaskMessage from "../src/TaskMessage.js"
 import * as TaskTracing from "../src/TaskTracing.js"
 import * as Worker from "../src/Worker.js"
 import * as tasks from "./fixtures/tasks.js"
-import { layerRedis, uniqueName } from "./utils/redis.js"
+import { layerRedis, names, uniqueName } from "./utils/redis.js"
+import { startupMs, taskiq } from "./utils/taskiqProcess.js"
 
 type Services = Broker | ResultBackend
 
@@ -159,4 +163,33 @@ describe("TaskTracing", () => {
         }
       }).pipe(Effect.withTracer(tracer))
     }))
+
+  it.scopedLive("the taskiq worker command traces runs when its App's layer turns tracing on and sets the tracer", () =>
+    Effect.gen(function*() {
+      const root = uniqueName("trace-cli")
+      const dir = mkdtempSync(join(tmpdir(), "taskiq-trace-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+      const spansFile = join(dir, "spans.jsonl")
+      const ctx = yield* Layer.build(layerRedis(root))
+      const p = yield* taskiq(["worker", "test/fixtures/cliTracedApp.ts:app", "--workers", "1"], {
+        TEST_QUEUE: names(root).queueName,
+        TEST_PREFIX: names(root).resultPrefix,
+        TEST_SPANS_FILE: spansFile
+      })
+      yield* p.waitFor(/consuming "[^"]+" \(maxAsyncTasks \d+, maxPrefetch \d+, ack \w+, tracing,/g, 1, startupMs)
+      const handle = yield* tasks.add.kiq(2, 3).pipe(Effect.withSpan("request"), Effect.provide(ctx), Effect.provide(TaskTracing.layer))
+      const result = yield* Effect.provide(handle.waitResult({ timeout: "10 seconds" }), ctx)
+      assert.strictEqual(result.returnValue, 5)
+      const send = Option.getOrThrow(TaskTracing.parse(result.labels[TaskTracing.traceparentLabel]))
+      // The span ends just after the result is stored: wait for its line.
+      const runSpan = () => {
+        if (!existsSync(spansFile)) return undefined
+        return readFileSync(spansFile, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>)
+          .find((s) => s.name === "taskiq.run t.add" && s.taskId === handle.taskId)
+      }
+      for (let i = 0; i < 100 && runSpan() === undefined; i++) yield* Effect.sleep("50 millis")
+      const run = runSpan()
+      assert.isDefined(run, p.output())
+      assert.deepStrictEqual([run!.traceId, run!.parentSpanId, run!.kind, run!.exit], [send.traceId, send.spanId, "consumer", "Success"])
+    }), { timeout: 90_000 })
 })
