@@ -40,6 +40,22 @@ describe("Handoff", () => {
       assert.strictEqual(h.wakeUps, 3)
     }))
 
+  it.live("the taker that began waiting last is woken first; items go out in the order offered", () =>
+    Effect.gen(function*() {
+      const h = new Handoff<number>()
+      const order: Array<string> = []
+      const takers = yield* Effect.forEach(["first", "second", "third"], (name) =>
+        Effect.zipLeft(Effect.fork(Effect.tap(h.take, (n) => Effect.sync(() => order.push(`${name}:${n}`)))), settle))
+      h.offer(1)
+      yield* settle
+      h.offer(2)
+      yield* settle
+      assert.deepStrictEqual(order, ["third:1", "second:2"])
+      h.offer(3)
+      yield* Effect.forEach(takers, Fiber.join)
+      assert.deepStrictEqual(order, ["third:1", "second:2", "first:3"])
+    }))
+
   it.live("a taker woken and interrupted before it ran leaves its item to the next taker", () =>
     Effect.gen(function*() {
       const h = new Handoff<string>()
@@ -47,11 +63,13 @@ describe("Handoff", () => {
       yield* settle
       const second = yield* Effect.fork(h.take)
       yield* settle
-      // The first is woken for the item, and interrupted before it could run and take it.
+      // The second (the last to wait) is woken for the item, and interrupted before it could run and take it.
       h.offer("x")
-      first.unsafeInterruptAsFork(FiberId.none)
-      assert.isTrue(Exit.isInterrupted(yield* Fiber.await(first)))
-      assert.strictEqual(yield* Fiber.join(second), "x")
+      assert.strictEqual(h.wakeUps, 1)
+      second.unsafeInterruptAsFork(FiberId.none)
+      assert.isTrue(Exit.isInterrupted(yield* Fiber.await(second)))
+      assert.strictEqual(yield* Fiber.join(first), "x")
+      assert.strictEqual(h.wakeUps, 2)
       assert.strictEqual(h.size, 0)
     }))
 })
