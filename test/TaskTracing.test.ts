@@ -9,6 +9,7 @@ import * as Option from "effect/Option"
 import * as Tracer from "effect/Tracer"
 import { Broker } from "../src/Broker.js"
 import * as Executor from "../src/Executor.js"
+import { scheduleWith } from "../src/Producer.js"
 import type { ResultBackend } from "../src/ResultBackend.js"
 import * as Task from "../src/Task.js"
 import * as TaskMessage from "../src/TaskMessage.js"
@@ -161,6 +162,22 @@ describe("TaskTracing", () => {
           assert.isUndefined(parentOf(run!))
           assert.notStrictEqual(run!.traceId, process!.traceId)
         }
+      }).pipe(Effect.withTracer(tracer))
+    }))
+
+  it.scopedLive("a traceparent label from any producer (set by hand, untraced) parents the traced run", () =>
+    Effect.gen(function*() {
+      const { spans, tracer } = yield* recording
+      const ctx = yield* Layer.build(layerRedis(uniqueName("trace-label")))
+      const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+      yield* Effect.gen(function*() {
+        yield* startWorker(ctx, { tracing: true })
+        const handle = yield* Effect.provide(scheduleWith(tasks.add, { labels: { traceparent } }, 1, 2), ctx)
+        assert.strictEqual(yield* Effect.provide(handle.result({ timeout: "5 seconds" }), ctx), 3)
+        const run = spans.find((s) => s.name === "taskiq.run t.add" && s.attributes.get("messaging.message.id") === handle.taskId)
+        assert.isDefined(run)
+        assert.deepStrictEqual([run!.traceId, parentOf(run!)?.spanId], ["4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"])
+        assert.isUndefined(spans.find((s) => s.name.startsWith("taskiq.send")), "the producer was not traced")
       }).pipe(Effect.withTracer(tracer))
     }))
 
