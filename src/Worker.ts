@@ -409,7 +409,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
     })
     const reader = loop(room.take.pipe(Effect.zipRight(beforeRead), Effect.zipRight(readFree)))
 
-    const fibers = yield* FiberSet.make()
+    const fibers = yield* FiberSet.make<never, never>()
     const ackerFiber = yield* Effect.forkScoped(Effect.all(Array.from({ length: ackers }, () => acker), { concurrency: "unbounded", discard: true }))
     for (let i = 0; i < max; i++) yield* FiberSet.run(fibers, slot)
 
@@ -428,7 +428,7 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
         fiber.unsafeInterruptAsFork(FiberId.none)
         return Effect.asVoid(FiberSet.run(fibers, slot))
       })
-    yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(cancels), cancelTask)))
+    const cancelFiber = yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(cancels), cancelTask)))
     // Before the first read: a task cancelled while no worker ran must not start.
     // A Redis user not allowed to subscribe will never be: that stops the worker, with what to grant.
     yield* backend.watchCancellations((taskId) => cancels.unsafeOffer(taskId)).pipe(
@@ -486,7 +486,14 @@ export const run = (options: WorkerOptions = {}): Effect.Effect<never, BrokerErr
         executor.taskNames.join(", ")
       })`
     )
-    return yield* Effect.never
+    // The reader, the ackers, the cancellation watcher and the slots run for the worker's life: one that ends (a defect,
+    // that is a bug) ends the worker with its cause, so that it is logged and a supervisor restarts it, instead of a
+    // worker that looks alive but no longer reads, acknowledges or runs. (A slot interrupted by a cancellation or the
+    // shutdown is not an end: FiberSet.join reports failures only.)
+    return yield* Effect.raceFirst(
+      Effect.raceFirst(Fiber.join(readerFiber), Fiber.join(ackerFiber)),
+      Effect.raceFirst(Fiber.join(cancelFiber), FiberSet.join(fibers))
+    ).pipe(Effect.zipRight(Effect.never))
   }))
 
 /** The worker as a layer: it runs while the layer's scope is open. */

@@ -1,10 +1,12 @@
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { spawn } from "node:child_process"
+import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Duration from "effect/Duration"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -79,6 +81,27 @@ describe("Worker", () => {
       )
       const greetings = yield* inCtx(ctx, Effect.forEach(["ada", "bob", "cy"], (n) => Effect.flatMap(greet.kiq(n), (h) => h.result({ timeout: "5 seconds" }))))
       assert.deepStrictEqual(greetings, ["hello, ada", "hello, bob", "hello, cy"])
+    }))
+
+  it.scopedLive("a bug that kills the reader stops the worker with it, instead of a worker that no longer reads", () =>
+    Effect.gen(function*() {
+      const ctx = yield* infraIn(uniqueName("w-reader-dies"))
+      const broker = Context.get(ctx, Broker)
+      let reads = 0
+      // A consumer whose third read dies (a defect: not a BrokerError the reader retries).
+      const buggy: Context.Tag.Service<Broker> = {
+        ...broker,
+        consumer: (options) =>
+          Effect.map(broker.consumer(options), (consumer) => ({
+            ...consumer,
+            read: (max: number) => ++reads >= 3 ? Effect.die(new Error("a bug in read")) : consumer.read(max)
+          }))
+      }
+      const worker = yield* startWorker(Context.add(ctx, Broker, buggy))
+      const exit = yield* Fiber.await(worker).pipe(Effect.timeout("10 seconds"))
+      assert.isTrue(Exit.isFailure(exit) && Option.isSome(Cause.dieOption(exit.cause)), String(exit))
+      const defect = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.dieOption(exit.cause)) : undefined
+      assert.strictEqual((defect as Error).message, "a bug in read")
     }))
 
   it.scopedLive("a failing, dying or throwing task gets an error result and never stops the pool", () =>
