@@ -85,6 +85,7 @@ describe("worker command options", () => {
     ackType: Option.none(),
     shutdownTimeout: Option.none(),
     maxDeliveries: Option.none(),
+    tracing: false,
     connectRetry: 30,
     ...over
   })
@@ -117,6 +118,8 @@ describe("worker command options", () => {
     assert.strictEqual(Duration.toMillis(Duration.decode(over.shutdownTimeout!)), 500)
     assert.strictEqual(over.maxDeliveries, 1)
     assert.strictEqual(over.leaseMs, 1234)
+    assert.isTrue(workerOptions(app, config({ tracing: true })).tracing, "--tracing turns spans on")
+    assert.isTrue(workerOptions(App.make({ worker: { tracing: true } }), config()).tracing, "so does the App's worker.tracing")
   })
 
   it("task modules add up; patterns and discovery from the command line; the App's own appDir is kept", () => {
@@ -147,6 +150,7 @@ describe("taskiq worker", () => {
           "--ack-type when_received | when_executed | when_saved",
           "--shutdown-timeout",
           "--max-deliveries",
+          "--tracing",
           "--connect-retry",
           "--log-level"
         ]

@@ -117,6 +117,14 @@ const maxDeliveries = Options.integer("max-deliveries").pipe(
   )
 )
 
+const tracing = Options.boolean("tracing").pipe(
+  Options.withDescription(
+    "A span per run (taskiq.run <task>, child of the submitting span named by the message's traceparent label), sent " +
+      "to the tracer the App's layer sets (e.g. @effect/opentelemetry's). Default: the App's worker.tracing, or on " +
+      "when its layer provides TaskTracing.layer."
+  )
+)
+
 /** `TASKIQ_CONNECT_RETRY`: seconds a starting worker keeps retrying to connect; default 30. */
 export const connectRetryConfig: Config.Config<number> = Config.number("TASKIQ_CONNECT_RETRY").pipe(
   Config.withDefault(30),
@@ -147,6 +155,8 @@ export interface WorkerCommandConfig {
   readonly ackType: Option.Option<"when_received" | "when_executed" | "when_saved">
   readonly shutdownTimeout: Option.Option<number>
   readonly maxDeliveries: Option.Option<number>
+  /** Spans per run, whatever the App says. */
+  readonly tracing: boolean
   /** Seconds to keep retrying the first connection to Redis. */
   readonly connectRetry: number
 }
@@ -161,7 +171,8 @@ export const workerOptions = (app: App.App, config: WorkerCommandConfig): Worker
     onNone: () => app.worker.shutdownTimeout,
     onSome: (s) => Duration.millis(Math.round(s * 1000))
   }),
-  maxDeliveries: Option.getOrElse(config.maxDeliveries, () => app.worker.maxDeliveries)
+  maxDeliveries: Option.getOrElse(config.maxDeliveries, () => app.worker.maxDeliveries),
+  ...(config.tracing ? { tracing: true } : {})
 })
 
 /**
@@ -323,6 +334,7 @@ export const command = Command.make("worker", {
   ackType,
   shutdownTimeout,
   maxDeliveries,
+  tracing,
   connectRetry
 }, handler).pipe(
   Command.withDescription(
