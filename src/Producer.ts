@@ -17,21 +17,35 @@ const execTask = Task.make(
   (_module: string, _qualname: string, _args: ReadonlyArray<unknown>, _kwargs: Record<string, unknown>): unknown => undefined
 )
 
+type ExecArgs = [module: string, qualname: string, args: ReadonlyArray<unknown>, kwargs: Record<string, unknown>]
+
+// Submits `fn` through `kc.exec`: finds it in the task registry, then `submit` turns each call's arguments into
+// kc.exec's (the module and export it was found under, the arguments, the options' kwargs) and submits them with the
+// rest of the options.
+const viaExec = <A>(
+  fn: AsyncFunction,
+  options: Task.SubmitOptions,
+  submit: (execArgs: (args: ReadonlyArray<unknown>) => ExecArgs, options: Task.SubmitOptions) => Effect.Effect<A, Task.ScheduleError, Broker>
+): Effect.Effect<A, Task.ScheduleError, Broker | TaskRegistry> =>
+  Effect.flatMap(TaskRegistry, (registry) => {
+    const where = registry.locate(fn)
+    if (Either.isLeft(where)) return Effect.fail(where.left)
+    const { module, qualname } = where.right
+    const kwargs = options.kwargs ?? {}
+    return submit((args) => [module, qualname, args, kwargs], { ...options, kwargs: undefined })
+  })
+
 /** Submits a plain exported async function through `kc.exec`, found in the task registry. */
 export const scheduleFunction = <F extends AsyncFunction>(
   fn: F,
   args: Parameters<F>,
   options: Task.SubmitOptions = {}
 ): Effect.Effect<TaskHandle<Awaited<ReturnType<F>>>, Task.ScheduleError, Broker | TaskRegistry> =>
-  Effect.flatMap(TaskRegistry, (registry) => {
-    const where = registry.locate(fn)
-    if (Either.isLeft(where)) return Effect.fail(where.left)
-    return Task.submit(
-      execTask,
-      [where.right.module, where.right.qualname, args, options.kwargs ?? {}],
-      { ...options, kwargs: undefined }
-    ) as unknown as Effect.Effect<TaskHandle<Awaited<ReturnType<F>>>, Task.ScheduleError, Broker>
-  })
+  viaExec(fn, options, (execArgs, rest) => Task.submit(execTask, execArgs(args), rest)) as Effect.Effect<
+    TaskHandle<Awaited<ReturnType<F>>>,
+    Task.ScheduleError,
+    Broker | TaskRegistry
+  >
 
 /** Submits a declared task, or an exported async function via `kc.exec`; the handle waits for its result. */
 export const scheduleAsync: {
@@ -84,14 +98,4 @@ export const scheduleMany: {
 } = ((taskOrFn: unknown, argsList: Iterable<ReadonlyArray<unknown>>, options: Task.SubmitOptions = {}) =>
   Task.isTask(taskOrFn)
     ? Task.submitMany(taskOrFn, argsList, options)
-    : Effect.flatMap(TaskRegistry, (registry) => {
-      const where = registry.locate(taskOrFn as AsyncFunction)
-      if (Either.isLeft(where)) return Effect.fail(where.left)
-      const { module, qualname } = where.right
-      const kwargs = options.kwargs ?? {}
-      return Task.submitMany(
-        execTask,
-        Array.from(argsList, (args) => [module, qualname, args, kwargs] as const),
-        { ...options, kwargs: undefined }
-      )
-    })) as never
+    : viaExec(taskOrFn as AsyncFunction, options, (execArgs, rest) => Task.submitMany(execTask, Array.from(argsList, execArgs), rest))) as never

@@ -322,35 +322,36 @@ export const submit = <Args extends ReadonlyArray<any>, A, E, R>(
   args: Args,
   options: SubmitOptions
 ): Effect.Effect<TaskHandle.TaskHandle<A, E>, ScheduleError, Broker> =>
+  sending(task.name, options, (broker, opts) => send(broker, task, args, opts), (h) => [h])
+
+// Runs a submission with the broker; with tracing on, in its span (`taskiq.send <task>`, kind producer), its messages
+// carrying the span's context in their `traceparent` label.
+const sending = <A>(
+  taskName: string,
+  options: SubmitOptions,
+  submitWith: (broker: Context.Tag.Service<Broker>, options: SubmitOptions) => Effect.Effect<A, ScheduleError>,
+  handlesOf: (a: A) => ReadonlyArray<TaskHandle.TaskHandle<unknown, unknown>>
+): Effect.Effect<A, ScheduleError, Broker> =>
   Effect.contextWithEffect((ctx: Context.Context<Broker>) => {
     const broker = Context.get(ctx, Broker)
-    return Context.get(ctx, TaskTracing.TaskTracing)
-      ? traced(task.name, broker.queueName, (traceparent) => send(broker, task, args, withTraceparent(options, traceparent)), (h) => [h])
-      : send(broker, task, args, options)
+    if (!Context.get(ctx, TaskTracing.TaskTracing)) return submitWith(broker, options)
+    return Effect.withSpan(
+      Effect.flatMap(Effect.orDie(Effect.currentSpan), (span) =>
+        Effect.tap(
+          submitWith(broker, { ...options, labels: { ...options.labels, [TaskTracing.traceparentLabel]: TaskTracing.format(span) } }),
+          (a) => {
+            const handles = handlesOf(a)
+            span.attribute("taskiq.tasks", handles.length)
+            if (handles.length === 1) span.attribute("messaging.message.id", handles[0]!.taskId)
+          }
+        )),
+      `taskiq.send ${taskName}`,
+      {
+        kind: "producer",
+        attributes: { "messaging.system": "taskiq", "messaging.destination.name": broker.queueName, "taskiq.task_name": taskName }
+      }
+    )
   })
-
-// A submission's span (`taskiq.send <task>`, kind producer); the messages carry its context in their labels.
-const traced = <A>(
-  taskName: string,
-  queueName: string,
-  submitWith: (traceparent: string) => Effect.Effect<A, ScheduleError>,
-  handlesOf: (a: A) => ReadonlyArray<TaskHandle.TaskHandle<unknown, unknown>>
-): Effect.Effect<A, ScheduleError> =>
-  Effect.withSpan(
-    Effect.flatMap(Effect.orDie(Effect.currentSpan), (span) =>
-      Effect.tap(submitWith(TaskTracing.format(span)), (a) => {
-        const handles = handlesOf(a)
-        span.attribute("taskiq.tasks", handles.length)
-        if (handles.length === 1) span.attribute("messaging.message.id", handles[0]!.taskId)
-      })),
-    `taskiq.send ${taskName}`,
-    { kind: "producer", attributes: { "messaging.system": "taskiq", "messaging.destination.name": queueName, "taskiq.task_name": taskName } }
-  )
-
-const withTraceparent = (options: SubmitOptions, traceparent: string): SubmitOptions => ({
-  ...options,
-  labels: { ...options.labels, [TaskTracing.traceparentLabel]: traceparent }
-})
 
 const send = <Args extends ReadonlyArray<any>, A, E, R>(
   broker: Context.Tag.Service<Broker>,
@@ -398,12 +399,7 @@ export const submitMany = <Args extends ReadonlyArray<any>, A, E, R>(
   argsList: Iterable<Args>,
   options: SubmitOptions = {}
 ): Effect.Effect<Array<TaskHandle.TaskHandle<A, E>>, ScheduleError, Broker> =>
-  Effect.contextWithEffect((ctx: Context.Context<Broker>) => {
-    const broker = Context.get(ctx, Broker)
-    return Context.get(ctx, TaskTracing.TaskTracing)
-      ? traced(task.name, broker.queueName, (traceparent) => sendMany(broker, task, argsList, withTraceparent(options, traceparent)), (hs) => hs)
-      : sendMany(broker, task, argsList, options)
-  })
+  sending(task.name, options, (broker, opts) => sendMany(broker, task, argsList, opts), (hs) => hs)
 
 const sendMany = <Args extends ReadonlyArray<any>, A, E, R>(
   broker: Context.Tag.Service<Broker>,

@@ -18,6 +18,7 @@ import * as Worker from "../src/Worker.js"
 import * as tasks from "./fixtures/tasks.js"
 import { layerRedis, names, uniqueName } from "./utils/redis.js"
 import { startupMs, taskiq } from "./utils/taskiqProcess.js"
+import { watchingTracer } from "./utils/tracing.js"
 
 type Services = Broker | ResultBackend
 
@@ -25,22 +26,14 @@ type Services = Broker | ResultBackend
 const inner = Task.make("trace.inner", (n: number) => Effect.withSpan(Effect.succeed(n * 2), "inner-work"))
 
 // Every span the program opens, as Effect's own tracer makes them (they are recorded, not exported).
-const recording = Effect.map(Effect.tracer, (native) => {
+const recording = Effect.suspend(() => {
   const spans: Array<Tracer.Span> = []
-  const tracer = Tracer.make({
-    span: (name, parent, context, links, startTime, kind, options) => {
-      const span = native.span(name, parent, context, links, startTime, kind, options)
-      spans.push(span)
-      return span
-    },
-    context: (f, fiber) => native.context(f, fiber)
-  })
   const named = (name: string) => {
     const found = spans.filter((s) => s.name === name)
     assert.isAtLeast(found.length, 1, `a span named ${name}`)
     return found
   }
-  return { spans, tracer, named }
+  return Effect.map(watchingTracer((span) => void spans.push(span)), (tracer) => ({ spans, tracer, named }))
 })
 
 const parentOf = (span: Tracer.Span) => Option.getOrUndefined(span.parent)

@@ -74,20 +74,22 @@ export const make = (options: MemoryBrokerOptions = {}) =>
           idempotencyKeys.set(idem.key, { taskId: idem.taskId, expiresAt: Date.now() + idem.ttlMs })
         }
         const delayMs = publishOptions?.delayMs
-        if (delayMs !== undefined && delayMs > 0) {
-          const timer = setTimeout(() => {
-            timers.delete(timer)
-            Effect.runSync(Effect.ignore(publishTo(priority, data)))
-          }, delayMs)
-          timer.unref()
-          timers.set(timer, 1)
-          return Effect.succeed(undefined)
-        }
+        if (delayMs !== undefined && delayMs > 0) return Effect.as(publishLater(priority, [data], delayMs), undefined)
         const entry: Entry = { id: `${Date.now()}-${seq++}`, priority, data, owner: undefined, deliveredAt: 0, deliveries: 0 }
         entries.set(entry.id, entry)
         fresh[priority].push(entry)
         wake()
         return Effect.succeed(undefined)
+      })
+    // Messages due together after `delayMs`, on one timer (as in Redis, one due time for all of a batch).
+    const publishLater = (priority: Priority, data: ReadonlyArray<string>, delayMs: number): Effect.Effect<void> =>
+      Effect.sync(() => {
+        const timer = setTimeout(() => {
+          timers.delete(timer)
+          Effect.runSync(Effect.forEach(data, (d) => Effect.ignore(publishTo(priority, d)), { discard: true }))
+        }, delayMs)
+        timer.unref()
+        timers.set(timer, data.length)
       })
     const publishRaw = (data: string, publishOptions?: PublishOptions) =>
       publishTo(publishOptions?.priority ?? "normal", data, publishOptions)
@@ -228,15 +230,9 @@ export const make = (options: MemoryBrokerOptions = {}) =>
             const refused = tooLarge(d)
             if (refused !== undefined) return Effect.fail(refused)
           }
-          if (delayMs === undefined || delayMs <= 0) return Effect.forEach(data, (d) => publishTo(priority, d), { discard: true })
-          // One timer for the batch: it is due at once, as in Redis (one due time for all).
-          const timer = setTimeout(() => {
-            timers.delete(timer)
-            Effect.runSync(Effect.forEach(data, (d) => Effect.ignore(publishTo(priority, d)), { discard: true }))
-          }, delayMs)
-          timer.unref()
-          timers.set(timer, data.length)
-          return Effect.void
+          return delayMs === undefined || delayMs <= 0
+            ? Effect.forEach(data, (d) => publishTo(priority, d), { discard: true })
+            : publishLater(priority, data, delayMs)
         }),
       releaseIdempotencyKeys: (keys) =>
         Effect.sync(() => {

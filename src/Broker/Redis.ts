@@ -71,6 +71,9 @@ export const keys = (queueName: string) =>
 export const delayOf = (options: PublishOptions | undefined): number | undefined =>
   options?.delayMs !== undefined && options.delayMs > 0 ? Math.ceil(options.delayMs) : undefined
 
+/** What a delayed member starts with, before its data: its priority, unless normal (move_due.lua reads it back). */
+const delayedPrefix = (priority: Priority): string => priority === "normal" ? "" : `${priority}\n`
+
 /**
  * How publish.lua publishes a message with a delay and/or an idempotency key: its keys, and its arguments after the
  * message data (the signature, or "", goes last). Shared with the synchronous publisher's thread.
@@ -84,7 +87,7 @@ export const publishScript = (
   const target = delayMs === undefined ? k.streams[priority] : k.delayed
   return {
     keys: idem === undefined ? [target] : [target, k.idempotency(idem.key)],
-    args: [delayMs ?? "", k.wakeChannel, priority === "normal" ? "" : `${priority}\n`, idem?.taskId ?? "", idem?.ttlMs ?? 0]
+    args: [delayMs ?? "", k.wakeChannel, delayedPrefix(priority), idem?.taskId ?? "", idem?.ttlMs ?? 0]
   }
 }
 
@@ -273,14 +276,7 @@ export const make = (options: RedisBrokerOptions = {}) =>
       client.taskiqPublishMany(stream, signedFlag, ...withSignatures(batch))
     // Many messages due after the same delay, in one publish_many_later.lua (members as publish.lua makes them).
     const publishManyLater = (priority: Priority, delayMs: number, batch: ReadonlyArray<string>): Promise<number> =>
-      client.taskiqPublishManyLater(
-        k.delayed,
-        delayMs,
-        k.wakeChannel,
-        priority === "normal" ? "" : `${priority}\n`,
-        signedFlag,
-        ...withSignatures(batch)
-      )
+      client.taskiqPublishManyLater(k.delayed, delayMs, k.wakeChannel, delayedPrefix(priority), signedFlag, ...withSignatures(batch))
     // Plain messages published in the same turn go out together: one XADD, or publish_many.lua for several.
     const sendTo = (stream: string) => (batch: ReadonlyArray<string>): Promise<unknown> => {
       if (batch.length > 1) return publishManyTo(stream, batch)
