@@ -360,6 +360,27 @@ const contract = (label: string, makeLayer: (root: string, options?: { maxMessag
   })
 
 contract("memory", (root, options) => MemoryBroker.layer({ queueName: root, ...options }))
+
+describe("Memory broker", () => {
+  const timeouts = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length
+
+  it.scoped("a read woken by a publish leaves no timer behind (each would hold its finished wait for blockMs)", () =>
+    Effect.gen(function*() {
+      const broker = yield* Effect.provide(Broker, MemoryBroker.layer({ queueName: uniqueName("memory-timers") }))
+      const consumer = yield* broker.consumer({ blockMs: 60_000 })
+      const before = timeouts()
+      for (let i = 0; i < 50; i++) {
+        const reading = yield* Effect.fork(consumer.read(1))
+        yield* Effect.yieldNow()
+        yield* broker.publish(message(i))
+        const got = yield* Fiber.join(reading)
+        assert.strictEqual(got.length, 1)
+        yield* consumer.ackMany(got)
+      }
+      // Without clearing, 50 one-minute timers would still be pending here.
+      assert.isAtMost(timeouts() - before, 2)
+    }))
+})
 contract("redis", (root, options) => redisLayer(root, options))
 
 describe("Redis broker: signing configuration", () => {

@@ -138,8 +138,13 @@ export const make = (options: MemoryBrokerOptions = {}) =>
           return out
         }
 
+        // A wake-up clears the read's timer: left to run out, it would hold the finished wait for `blockMs` (one pending
+        // timer per read that found nothing at first).
         const waitForWork = Effect.async<void>((resume) => {
-          const done = () => resume(Effect.void)
+          const done = () => {
+            clearTimeout(timer)
+            resume(Effect.void)
+          }
           const timer = setTimeout(() => {
             waiters.delete(done)
             done()
