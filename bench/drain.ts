@@ -2,8 +2,11 @@
  * The worker's own cost per task, without a producer competing for the CPU: fills a queue with `n` no-op
  * tasks (one `kiqMany` script per 1,000), then starts a worker in this process and times it until the
  * queue is drained (every message acknowledged). Prints wall time, jobs/s and this process's CPU per task.
- *   npx tsx bench/drain.ts [--n=50000] [--concurrency=16] [--prefetch=0] [--reps=3] [--profile]
+ *   npx tsx bench/drain.ts [--n=50000] [--concurrency=16] [--prefetch=0] [--reps=3] [--profile | --alloc]
  * `--profile` CPU-profiles the last repetition's drain (bench/profiles/drain.cpuprofile) and prints a summary.
+ * `--alloc` samples the last repetition's allocations (also of objects already collected) and prints bytes per task
+ * by allocating function: what the garbage collector then has to clear. `--promoted` counts only the objects that
+ * outlived a young-generation collection (copied, then promoted: what makes each collection slow).
  */
 import { mkdirSync, writeFileSync } from "node:fs"
 import { Session } from "node:inspector/promises"
@@ -15,7 +18,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import { Redis } from "ioredis"
 import { Executor, Taskiq, Worker } from "effect-taskiq"
-import { renderSummary, summarise } from "./profile-summary.js"
+import { renderAllocations, renderSummary, summarise } from "./profile-summary.js"
 import { noop, runs } from "./tasks.js"
 
 const arg = (name: string, fallback: number) => {
@@ -27,6 +30,8 @@ const concurrency = arg("concurrency", 16)
 const prefetch = arg("prefetch", 0)
 const reps = arg("reps", 3)
 const profiling = process.argv.includes("--profile")
+const promotedOnly = process.argv.includes("--promoted")
+const sampling = process.argv.includes("--alloc") || promotedOnly
 const url = process.env.TASKIQ_REDIS_URL ?? "redis://127.0.0.1:6379/0"
 const root = `tqdrain-${process.pid}`
 const queueName = `${root}-q`
@@ -74,11 +79,20 @@ try {
       Layer.provide(layer),
       Layer.provide(Logger.minimumLogLevel(LogLevel.Warning))
     )
-    const session = profiling && rep === reps ? new Session() : undefined
+    const session = (profiling || sampling) && rep === reps ? new Session() : undefined
     if (session !== undefined) {
       session.connect()
-      await session.post("Profiler.enable")
-      await session.post("Profiler.start")
+      if (profiling) {
+        await session.post("Profiler.enable")
+        await session.post("Profiler.start")
+      } else {
+        await session.post("HeapProfiler.enable")
+        await session.post("HeapProfiler.startSampling", {
+          samplingInterval: 256,
+          includeObjectsCollectedByMajorGC: true,
+          includeObjectsCollectedByMinorGC: !promotedOnly
+        })
+      }
     }
     const cpu0 = process.cpuUsage()
     const t0 = performance.now()
@@ -87,7 +101,11 @@ try {
     await drained()
     const ms = performance.now() - t0
     const cpu = process.cpuUsage(cpu0)
-    if (session !== undefined) {
+    if (session !== undefined && sampling) {
+      const { profile } = await session.post("HeapProfiler.stopSampling")
+      session.disconnect()
+      console.log(renderAllocations(profile.head, n, 25)); if (process.env.SAVE_HEAP) writeFileSync(process.env.SAVE_HEAP, JSON.stringify({ profile, trips: n }))
+    } else if (session !== undefined) {
       const { profile } = await session.post("Profiler.stop")
       const dir = fileURLToPath(new URL("./profiles/", import.meta.url))
       mkdirSync(dir, { recursive: true })

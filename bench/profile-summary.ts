@@ -107,6 +107,51 @@ export const renderSummary = (s: ProfileSummary): string =>
     ...s.top.map((e) => `    ${e.percent.toFixed(1).padStart(5)} %  ${e.name}  ${e.where}`)
   ].join("\n")
 
+interface SamplingNode {
+  readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number; readonly columnNumber: number }
+  readonly selfSize: number
+  readonly children: ReadonlyArray<SamplingNode>
+}
+
+// Where a sampled allocation happened: the function, its place (with the column: tsx-compiled modules are one line),
+// and its caller's name (most allocating functions are anonymous closures).
+const allocationSite = (node: SamplingNode, parent: SamplingNode | undefined): string => {
+  const { columnNumber, functionName, lineNumber, url } = node.callFrame
+  const caller = parent === undefined ? "" : ` ← ${parent.callFrame.functionName || "(anonymous)"}`
+  return `${functionName || "(anonymous)"}  ${url ? `${shortUrl(url)}:${lineNumber + 1}:${columnNumber + 1}` : ""}${caller}`
+}
+
+/** A heap sampling profile (HeapProfiler.stopSampling's `head`) as bytes allocated per task, by allocating function. */
+export const renderAllocations = (head: SamplingNode, tasks: number, topN = 25): string => {
+  const bySite = new Map<string, number>()
+  let total = 0
+  const visit = (node: SamplingNode, parent: SamplingNode | undefined) => {
+    if (node.selfSize > 0) {
+      const site = allocationSite(node, parent)
+      bySite.set(site, (bySite.get(site) ?? 0) + node.selfSize)
+      total += node.selfSize
+    }
+    for (const child of node.children) visit(child, node)
+  }
+  visit(head, undefined)
+  const byArea = new Map<string, number>()
+  for (const [site, bytes] of bySite) {
+    const a = site.includes("effect/dist") ? "effect" : site.includes("ioredis/") || site.includes("redis-parser/") ? "ioredis"
+      : site.includes(" src/") ? "effect-taskiq src/" : site.includes(" bench/") ? "bench" : "node internals & builtins"
+    byArea.set(a, (byArea.get(a) ?? 0) + bytes)
+  }
+  return [
+    `allocations: ${(total / tasks).toFixed(0)} bytes per task (sampled, objects collected since included)`,
+    ...[...byArea.entries()].sort((a, b) => b[1] - a[1]).map(([a, bytes]) =>
+      `  ${(bytes / tasks).toFixed(0).padStart(6)} B  ${(100 * bytes / total).toFixed(1).padStart(5)} %  ${a}`
+    ),
+    "  by allocating function:",
+    ...[...bySite.entries()].sort((a, b) => b[1] - a[1]).slice(0, topN).map(([site, bytes]) =>
+      `  ${(bytes / tasks).toFixed(0).padStart(6)} B  ${(100 * bytes / total).toFixed(1).padStart(5)} %  ${site}`
+    )
+  ].join("\n")
+}
+
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
   const file = process.argv[2]
   if (!file) {
