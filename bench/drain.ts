@@ -7,9 +7,14 @@
  * `--alloc` samples the last repetition's allocations (also of objects already collected) and prints bytes per task
  * by allocating function: what the garbage collector then has to clear. `--promoted` counts only the objects that
  * outlived a young-generation collection (copied, then promoted: what makes each collection slow).
+ * `--gc` prints, per repetition, the garbage collections during the drain: how many young-generation collections
+ * (scavenges) and how long they paused the worker (median and longest), how many full ones, and how much the old
+ * generation grew per task (what was promoted, when no full collection ran in between).
  */
 import { mkdirSync, writeFileSync } from "node:fs"
 import { Session } from "node:inspector/promises"
+import { PerformanceObserver } from "node:perf_hooks"
+import { getHeapSpaceStatistics } from "node:v8"
 import { fileURLToPath } from "node:url"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -32,6 +37,7 @@ const reps = arg("reps", 3)
 const profiling = process.argv.includes("--profile")
 const promotedOnly = process.argv.includes("--promoted")
 const sampling = process.argv.includes("--alloc") || promotedOnly
+const watchingGc = process.argv.includes("--gc")
 const url = process.env.TASKIQ_REDIS_URL ?? "redis://127.0.0.1:6379/0"
 const root = `tqdrain-${process.pid}`
 const queueName = `${root}-q`
@@ -94,6 +100,18 @@ try {
         })
       }
     }
+    const pauses: Array<{ readonly major: boolean; readonly ms: number }> = []
+    const observer = watchingGc
+      ? new PerformanceObserver((list) => {
+        for (const e of list.getEntries()) {
+          const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind
+          pauses.push({ major: kind !== undefined && kind !== 1, ms: e.duration })
+        }
+      })
+      : undefined
+    observer?.observe({ entryTypes: ["gc"] })
+    const oldSpace = () => getHeapSpaceStatistics().find((s) => s.space_name === "old_space")?.space_used_size ?? 0
+    const old0 = oldSpace()
     const cpu0 = process.cpuUsage()
     const t0 = performance.now()
     const runtime = ManagedRuntime.make(worker)
@@ -101,6 +119,17 @@ try {
     await drained()
     const ms = performance.now() - t0
     const cpu = process.cpuUsage(cpu0)
+    if (observer !== undefined) {
+      const grown = oldSpace() - old0
+      observer.disconnect()
+      const minor = pauses.filter((p) => !p.major).map((p) => p.ms).sort((a, b) => a - b)
+      const majors = pauses.length - minor.length
+      console.log(
+        `  gc: ${minor.length} scavenges, pause median ${(minor[minor.length >> 1] ?? 0).toFixed(2)} ms, longest ${
+          (minor[minor.length - 1] ?? 0).toFixed(2)
+        } ms; ${majors} full; old generation ${majors === 0 ? `+${(grown / n).toFixed(0)} bytes per task` : "(a full collection ran)"}`
+      )
+    }
     if (session !== undefined && sampling) {
       const { profile } = await session.post("HeapProfiler.stopSampling")
       session.disconnect()
