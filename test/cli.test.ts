@@ -87,6 +87,7 @@ describe("worker command options", () => {
     maxDeliveries: Option.none(),
     tracing: false,
     connectRetry: 30,
+    v8Pretenuring: false,
     ...over
   })
   const app = App.make({
@@ -152,6 +153,7 @@ describe("taskiq worker", () => {
           "--max-deliveries",
           "--tracing",
           "--connect-retry",
+          "--v8-pretenuring",
           "--log-level"
         ]
       ) assert.include(text, option)
@@ -243,6 +245,7 @@ describe("taskiq worker", () => {
       p.process.kill("SIGINT")
       assert.deepStrictEqual(yield* p.exit(), { code: 0, signal: null }, p.output())
       assert.include(p.output(), "worker stopped")
+      assert.include(p.output(), "V8 allocation-site pretenuring off", "the worker process turns it off by default")
     }), { timeout: 90_000 })
 
   it.scopedLive("--workers 2: a child SIGKILLed is restarted, its task is reclaimed and tasks keep completing", () =>
@@ -289,7 +292,17 @@ describe("taskiq worker", () => {
       const root = uniqueName("cli-drain")
       const ctx = yield* Layer.build(layerRedis(root))
       const raw = yield* rawClient()
-      const p = yield* worker(root, ["--workers", "2", "--ack-type", "when_executed", "--shutdown-timeout", "20", "--max-prefetch", "3"])
+      const p = yield* worker(root, [
+        "--workers",
+        "2",
+        "--ack-type",
+        "when_executed",
+        "--shutdown-timeout",
+        "20",
+        "--max-prefetch",
+        "3",
+        "--v8-pretenuring"
+      ])
       const ready = yield* p.waitFor(consuming, 2)
       assert.deepStrictEqual(ready.map((m) => m[3]), ["when_executed", "when_executed"], "--ack-type overrides the App")
       assert.deepStrictEqual(ready.map((m) => m[2]), ["3", "3"], "--max-prefetch reaches every worker")
@@ -312,6 +325,7 @@ describe("taskiq worker", () => {
       assert.match(p.output(), /shutting down: no new tasks; running tasks have 20s to finish/)
       assert.include(p.output(), "stopping 2 worker processes (SIGTERM")
       assert.include(p.output(), "all worker processes stopped")
+      assert.notInclude(p.output(), "pretenuring off", "--v8-pretenuring keeps V8's default in every worker")
     }), { timeout: 120_000 })
 })
 
