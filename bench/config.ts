@@ -84,15 +84,19 @@ export interface Options {
   readonly profile: boolean
   /** Our worker's `maxPrefetch` (default 0, as the library's): BullMQ and raw have no such setting. */
   readonly prefetch: number
+  /** Our worker keeps V8's allocation-site pretenuring on (`taskiq worker --v8-pretenuring`); off by default, as the command runs it. */
+  readonly v8Pretenuring: boolean
   readonly url: string
   readonly runId: string
   readonly resultsFile: URL
 }
 
-const usage = `usage: npm run bench -- [--quick] [--profile] [--prefetch=N] [--only=${workloads.join(",")}] [--reps=N] [--n=N]
+const usage = `usage: npm run bench -- [--quick] [--profile] [--prefetch=N] [--v8-pretenuring] [--only=${workloads.join(",")}] [--reps=N] [--n=N]
   --quick     small sizes (N=${quick.n}, ${quick.roundTrips} round trips, footprint ${quick.footprintN}, scale to 2 workers); under 2 minutes
   --profile   also CPU-profile our worker child (as node --cpu-prof would) and print where its time goes
   --prefetch  our worker's maxPrefetch (default 0, the library's default): messages read ahead of free slots
+  --v8-pretenuring  our worker keeps V8's allocation-site pretenuring on, as \`taskiq worker --v8-pretenuring\` does
+              (by default it is turned off in our worker, as the worker command does; BullMQ and raw run with Node's defaults)
   --only      run only these workloads (backlog: a paused worker per system, its queue filled with N tasks, timed draining it)
   --reps/--n  override the repetitions / tasks per run (N: enqueue, end to end, backlog)
 Redis: TASKIQ_REDIS_URL (default redis://127.0.0.1:6379/0), loopback only unless --allow-remote.`
@@ -121,6 +125,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
   let reps: number | undefined
   let n: number | undefined
   let prefetch = 0
+  let v8Pretenuring = false
   for (const arg of argv) {
     const [flag, value = ""] = arg.split("=", 2) as [string, string | undefined]
     if (flag === "--quick") mode = "quick"
@@ -128,6 +133,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     else if (flag === "--allow-remote") allowRemote = true
     else if (flag === "--reps") reps = positiveInt(flag, value)
     else if (flag === "--n") n = positiveInt(flag, value)
+    else if (flag === "--v8-pretenuring") v8Pretenuring = true
     else if (flag === "--prefetch") prefetch = value === "0" ? 0 : positiveInt(flag, value)
     else if (flag === "--only") {
       const names = value.split(",").filter(Boolean)
@@ -152,6 +158,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     only,
     profile,
     prefetch,
+    v8Pretenuring,
     url,
     runId: `tqbench-${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`,
     resultsFile: new URL("./results.json", import.meta.url)

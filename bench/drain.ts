@@ -2,7 +2,8 @@
  * The worker's own cost per task, without a producer competing for the CPU: fills a queue with `n` no-op
  * tasks (one `kiqMany` script per 1,000), then starts a worker in this process and times it until the
  * queue is drained (every message acknowledged). Prints wall time, jobs/s and this process's CPU per task.
- *   npx tsx bench/drain.ts [--n=50000] [--concurrency=16] [--prefetch=0] [--reps=3] [--profile | --alloc]
+ *   npx tsx bench/drain.ts [--n=50000] [--concurrency=16] [--prefetch=0] [--reps=3] [--profile | --alloc] [--v8-pretenuring]
+ * As `taskiq worker` runs a worker, V8's allocation-site pretenuring is turned off first (`--v8-pretenuring` keeps it).
  * `--profile` CPU-profiles the last repetition's drain (bench/profiles/drain.cpuprofile) and prints a summary.
  * `--alloc` samples the last repetition's allocations (also of objects already collected) and prints bytes per task
  * by allocating function: what the garbage collector then has to clear. `--promoted` counts only the objects that
@@ -23,6 +24,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import { Redis } from "ioredis"
 import { Executor, Taskiq, Worker } from "effect-taskiq"
+import { turnOffPretenuring } from "../src/internal/v8Tuning.js"
 import { renderAllocations, renderSummary, summarise } from "./profile-summary.js"
 import { noop, runs } from "./tasks.js"
 
@@ -38,6 +40,7 @@ const profiling = process.argv.includes("--profile")
 const promotedOnly = process.argv.includes("--promoted")
 const sampling = process.argv.includes("--alloc") || promotedOnly
 const watchingGc = process.argv.includes("--gc")
+if (!process.argv.includes("--v8-pretenuring")) turnOffPretenuring()
 const url = process.env.TASKIQ_REDIS_URL ?? "redis://127.0.0.1:6379/0"
 const root = `tqdrain-${process.pid}`
 const queueName = `${root}-q`
@@ -149,7 +152,7 @@ try {
     console.log(`${rep === 0 ? "warm-up" : `rep ${rep}`}: ${Math.round(row.rate)} jobs/s, ${row.cpu.toFixed(1)} µs CPU per task`)
   }
   const median = (xs: Array<number>) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
-  console.log(`median: ${Math.round(median(rows.map((r) => r.rate)))} jobs/s, ${median(rows.map((r) => r.cpu)).toFixed(1)} µs CPU per task (n ${n}, c${concurrency}, prefetch ${prefetch})`)
+  console.log(`median: ${Math.round(median(rows.map((r) => r.rate)))} jobs/s, ${median(rows.map((r) => r.cpu)).toFixed(1)} µs CPU per task (n ${n}, c${concurrency}, prefetch ${prefetch}${process.argv.includes("--v8-pretenuring") ? ", V8 pretenuring on" : ""})`)
 } finally {
   await cleanup()
   await producer.dispose()

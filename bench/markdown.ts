@@ -12,6 +12,7 @@ interface Stored {
   readonly startedAt: string
   readonly durationSeconds: number
   readonly prefetch?: number
+  readonly v8Pretenuring?: boolean
   readonly figures: ReadonlyArray<Figure & { readonly reps: Figure["values"] }>
 }
 
@@ -20,5 +21,6 @@ const stored = JSON.parse(readFileSync(file, "utf8")) as Stored
 const { machine: m, versions: v } = stored
 console.log(`${stored.mode} run of ${stored.startedAt} (${stored.durationSeconds} s): ${m.cpu}, ${m.cores} cores, ` +
   `${m.memoryGiB} GiB, ${m.os}; ${Object.entries(v).map(([k, x]) => `${k} ${x}`).join(", ")}` +
-  `${stored.prefetch ? `; our worker with maxPrefetch ${stored.prefetch}` : ""}\n`)
+  `${stored.prefetch ? `; our worker with maxPrefetch ${stored.prefetch}` : ""}` +
+  `${stored.v8Pretenuring ? "; our worker with V8's allocation-site pretenuring on" : ""}\n`)
 console.log(renderMarkdown(stored.figures.map((f) => ({ ...f, values: f.reps }))))

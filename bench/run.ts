@@ -73,6 +73,7 @@ const main = async (): Promise<number> => {
       `redis ${env.versions.redis}, effect ${env.versions.effect}, bullmq ${env.versions.bullmq}, ioredis ${env.versions.ioredis}; commit ${env.versions.commit}`)
     log(`sizes: ${JSON.stringify(options.sizes)}`)
     if (options.prefetch > 0) log(`our worker reads ahead: maxPrefetch ${options.prefetch} (BullMQ and raw have no such setting)`)
+    if (options.v8Pretenuring) log(`our worker keeps V8's allocation-site pretenuring on (taskiq worker --v8-pretenuring)`)
     const ctx: Context = { options, admin, figures, extra, log }
     // A failed workload is reported and the others still run: one broken figure should not hide the rest.
     for (const workload of plan(options.only)) {
@@ -100,6 +101,7 @@ const main = async (): Promise<number> => {
       durationSeconds: Math.round((Date.now() - started) / 1000),
       sizes: options.sizes,
       prefetch: options.prefetch,
+      v8Pretenuring: options.v8Pretenuring,
       systems: Object.fromEntries(systems.map((s) => [s, systemLabel[s]])),
       failures
     }

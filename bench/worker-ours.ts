@@ -1,7 +1,8 @@
 /**
  * Worker child for effect-taskiq: `Worker.layer` + `Executor.layer([noop])` + `Taskiq.layerRedis`, with
  * `maxAsyncTasks` set to the benchmark's concurrency, `maxPrefetch` to `--prefetch` (default 0) and every other
- * option at its default. The Redis layers live as long as the process; the worker has a scope of its own, so
+ * option at its default; V8's allocation-site pretenuring is turned off, as `taskiq worker` does (`--v8-pretenuring`
+ * keeps it). The Redis layers live as long as the process; the worker has a scope of its own, so
  * that a pause can close it (the worker drains and hands back what it holds, as at shutdown) and a resume can
  * build it again in this same warm process, as a restarted deployment would, minus the cold start.
  */
@@ -12,6 +13,7 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Scope from "effect/Scope"
 import { Executor, Taskiq, Worker } from "effect-taskiq"
+import { turnOffPretenuring } from "../src/internal/v8Tuning.js"
 import { noop, runs } from "./tasks.js"
 import { runChild } from "./worker-common.js"
 
@@ -22,12 +24,16 @@ export interface OursWorkerConfig {
   readonly concurrency: number
   /** `maxPrefetch`: 0 unless the run asked for `--prefetch`. */
   readonly prefetch: number
+  /** Keep V8's allocation-site pretenuring on (`--v8-pretenuring`); else it is turned off, as `taskiq worker` does. */
+  readonly v8Pretenuring: boolean
 }
 
 // The worker's start-up line would clutter the benchmark's output; warnings and errors still show.
 const quiet = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> => Logger.withMinimumLogLevel(effect, LogLevel.Warning)
 
 runChild<OursWorkerConfig>(async (config) => {
+  // As the worker command runs a worker process (src/internal/v8Tuning.ts), before any task runs.
+  if (!config.v8Pretenuring) turnOffPretenuring()
   const services = Executor.layer([noop]).pipe(
     Layer.provideMerge(Taskiq.layerRedis({ url: config.url, queueName: config.queueName, resultPrefix: config.resultPrefix }))
   )

@@ -49,7 +49,14 @@ export const makeOurs = async (options: TargetOptions): Promise<Target> => {
     workerSpec: (concurrency, label, nodeArgs) => ({
       script: "./worker-ours.ts",
       label,
-      config: { url: options.url, queueName, resultPrefix, concurrency, prefetch: options.prefetch } satisfies OursWorkerConfig,
+      config: {
+        url: options.url,
+        queueName,
+        resultPrefix,
+        concurrency,
+        prefetch: options.prefetch,
+        v8Pretenuring: options.v8Pretenuring
+      } satisfies OursWorkerConfig,
       nodeArgs: nodeArgs ?? []
     }),
     close: () => withTimeout(runtime.dispose(), 10_000, "closing the effect-taskiq producer")

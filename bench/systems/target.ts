@@ -17,6 +17,8 @@ export interface TargetOptions {
   readonly mode: "throughput" | "roundtrip"
   /** Our worker's `maxPrefetch`; the other systems ignore it. */
   readonly prefetch: number
+  /** Whether our worker keeps V8's allocation-site pretenuring; the other systems ignore it. */
+  readonly v8Pretenuring: boolean
 }
 
 export interface Target {

@@ -42,7 +42,7 @@ export const withTargets = async <A>(
   const targets = new Map<SystemName, Target>()
   try {
     for (const system of only) {
-      targets.set(system, await makeTarget(system, { url: ctx.options.url, root: newRoot(ctx.options.runId, system), mode, prefetch: ctx.options.prefetch }))
+      targets.set(system, await makeTarget(system, { url: ctx.options.url, root: newRoot(ctx.options.runId, system), mode, prefetch: ctx.options.prefetch, v8Pretenuring: ctx.options.v8Pretenuring }))
     }
     return await use(targets)
   } finally {
