@@ -1,16 +1,14 @@
 /**
  * A minimal reproduction of the young-generation survival described in RESULTS.md ("Allocation and the garbage
  * collector"): two fibers hand a number back and forth through a waiter list, the consumer waiting in an
- * `Effect.async`. With a canceler returned from the async's register function, ≈ 1 MB survives each scavenge and
- * is promoted (pauses of 4–6 ms here); without one, nothing survives (pauses under 1 ms). Run it with the collector
- * traced and compare the `promoted=` and `pause=` of the `gc=s` lines:
- *   node --trace-gc-nvp --import tsx bench/survival-repro.ts canceler | grep gc=s | tail -3
- *   node --trace-gc-nvp --import tsx bench/survival-repro.ts none     | grep gc=s | tail -3
- * Measured: with the canceler, ≈ 1,051 KB promoted per scavenge in 7 runs of 7; without, none in 6 of 7 (one run
- * promoted 2 MB). Without the effect-taskiq import below the same program promoted nothing in most runs either way:
- * what the process loaded first matters, and the mechanism is not understood yet. In the worker itself, dropping the
- * one canceler on its hot path (`endOfTurn`'s clearImmediate) changed nothing (≈ 990 bytes per task promoted
- * draining at c16 either way, `bench/drain.ts --gc`): the worker's survival has another source.
+ * `Effect.async`. Here V8's allocation-site pretenuring moves the waits' objects straight to the old generation,
+ * where, dead at once, they keep the young objects they point to alive through every scavenge: ≈ 1 MB survives
+ * each one and is promoted (pauses of 4–6 ms here). Compare the `promoted=` and `pause=` of the `gc=s` lines:
+ *   node --trace-gc-nvp --import tsx bench/survival-repro.ts | grep gc=s | tail -3
+ *   node --trace-gc-nvp --no-allocation-site-pretenuring --import tsx bench/survival-repro.ts | grep gc=s | tail -3
+ * Measured: ≈ 1,051 KB promoted per scavenge in 7 runs of 7 with V8's default; nothing in 3 of 3 without
+ * pretenuring. Whether V8 pretenures depends on what the process did before (the effect-taskiq import below; and the
+ * `none` argument, an async without a canceler, promoted nothing in 6 runs of 7).
  */
 import * as Effect from "effect/Effect"
 import "effect-taskiq"

@@ -5,8 +5,9 @@
  * starts allocating those sites' objects directly in the old generation. A worker's hot path misleads it: the
  * objects of a task's short waits and hand-offs get pretenured, die at once, and as old garbage keep the young
  * objects they point to alive through every young-generation collection until the next full one; those are copied,
- * then promoted. Measured (bench/RESULTS.md): ≈ 1 KB per task promoted draining at c16 and scavenges of 2–6 ms; with
- * pretenuring off, ≈ 30 bytes per task, scavenges around 1 ms and ≈ 15 % less worker CPU per task.
+ * then promoted. Measured (bench/RESULTS.md, bench/drain.ts --gc): ≈ 995 bytes per task promoted draining at c16 and
+ * scavenges pausing ≈ 3 ms at the median; with pretenuring off ≈ 25 bytes, ≈ 1.1 ms, and 15–30 % less worker CPU per
+ * task (c128 / c16).
  * The flag takes effect when set at run time (`NODE_OPTIONS` refuses it), for the allocation decisions made after.
  */
 import { setFlagsFromString } from "node:v8"
