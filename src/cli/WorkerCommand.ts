@@ -130,7 +130,7 @@ const v8Pretenuring = Options.boolean("v8-pretenuring").pipe(
   Options.withDescription(
     "Keep V8's allocation-site pretenuring on. By default each worker process turns it off: V8 pretenures the " +
       "objects of a task's short waits, which then keep young objects alive and make every young-generation " +
-      "collection copy them (about 15 % more CPU per short task, and longer pauses). A node flag about it given at " +
+      "collection copy them (15–30 % more CPU per short task, and pauses about three times as long). A node flag about it given at " +
       "start (node --allocation-site-pretenuring …) is always left alone."
   )
 )
