@@ -2,7 +2,8 @@
  * The worker's own cost per task, without a producer competing for the CPU: fills a queue with `n` no-op
  * tasks (one `kiqMany` script per 1,000), then starts a worker in this process and times it until the
  * queue is drained (every message acknowledged). Prints wall time, jobs/s and this process's CPU per task.
- *   npx tsx bench/drain.ts [--n=50000] [--concurrency=16] [--prefetch=0] [--reps=3] [--profile | --alloc] [--v8-pretenuring]
+ *   npx tsx bench/drain.ts [--n=50000] [--concurrency=16] [--prefetch=0] [--reps=3] [--profile | --alloc | --promoted] [--gc]
+ *     [--v8-pretenuring]
  * As `taskiq worker` runs a worker, V8's allocation-site pretenuring is turned off first (`--v8-pretenuring` keeps it).
  * `--profile` CPU-profiles the last repetition's drain (bench/profiles/drain.cpuprofile) and prints a summary.
  * `--alloc` samples the last repetition's allocations (also of objects already collected) and prints bytes per task
@@ -14,7 +15,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs"
 import { Session } from "node:inspector/promises"
-import { PerformanceObserver } from "node:perf_hooks"
+import { constants as perf, PerformanceObserver } from "node:perf_hooks"
 import { getHeapSpaceStatistics } from "node:v8"
 import { fileURLToPath } from "node:url"
 import * as Effect from "effect/Effect"
@@ -40,7 +41,8 @@ const profiling = process.argv.includes("--profile")
 const promotedOnly = process.argv.includes("--promoted")
 const sampling = process.argv.includes("--alloc") || promotedOnly
 const watchingGc = process.argv.includes("--gc")
-if (!process.argv.includes("--v8-pretenuring")) turnOffPretenuring()
+const keepPretenuring = process.argv.includes("--v8-pretenuring")
+if (!keepPretenuring) turnOffPretenuring()
 const url = process.env.TASKIQ_REDIS_URL ?? "redis://127.0.0.1:6379/0"
 const root = `tqdrain-${process.pid}`
 const queueName = `${root}-q`
@@ -103,12 +105,12 @@ try {
         })
       }
     }
-    const pauses: Array<{ readonly major: boolean; readonly ms: number }> = []
+    const pauses: Array<{ readonly scavenge: boolean; readonly ms: number }> = []
     const observer = watchingGc
       ? new PerformanceObserver((list) => {
         for (const e of list.getEntries()) {
           const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind
-          pauses.push({ major: kind !== undefined && kind !== 1, ms: e.duration })
+          pauses.push({ scavenge: kind === perf.NODE_PERFORMANCE_GC_MINOR, ms: e.duration })
         }
       })
       : undefined
@@ -125,7 +127,7 @@ try {
     if (observer !== undefined) {
       const grown = oldSpace() - old0
       observer.disconnect()
-      const minor = pauses.filter((p) => !p.major).map((p) => p.ms).sort((a, b) => a - b)
+      const minor = pauses.filter((p) => p.scavenge).map((p) => p.ms).sort((a, b) => a - b)
       const majors = pauses.length - minor.length
       console.log(
         `  gc: ${minor.length} scavenges, pause median ${(minor[minor.length >> 1] ?? 0).toFixed(2)} ms, longest ${
@@ -136,7 +138,7 @@ try {
     if (session !== undefined && sampling) {
       const { profile } = await session.post("HeapProfiler.stopSampling")
       session.disconnect()
-      console.log(renderAllocations(profile.head, n, 25)); if (process.env.SAVE_HEAP) writeFileSync(process.env.SAVE_HEAP, JSON.stringify({ profile, trips: n }))
+      console.log(renderAllocations(profile.head, n, 25))
     } else if (session !== undefined) {
       const { profile } = await session.post("Profiler.stop")
       const dir = fileURLToPath(new URL("./profiles/", import.meta.url))
@@ -152,7 +154,7 @@ try {
     console.log(`${rep === 0 ? "warm-up" : `rep ${rep}`}: ${Math.round(row.rate)} jobs/s, ${row.cpu.toFixed(1)} µs CPU per task`)
   }
   const median = (xs: Array<number>) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
-  console.log(`median: ${Math.round(median(rows.map((r) => r.rate)))} jobs/s, ${median(rows.map((r) => r.cpu)).toFixed(1)} µs CPU per task (n ${n}, c${concurrency}, prefetch ${prefetch}${process.argv.includes("--v8-pretenuring") ? ", V8 pretenuring on" : ""})`)
+  console.log(`median: ${Math.round(median(rows.map((r) => r.rate)))} jobs/s, ${median(rows.map((r) => r.cpu)).toFixed(1)} µs CPU per task (n ${n}, c${concurrency}, prefetch ${prefetch}${keepPretenuring ? ", V8 pretenuring on" : ""})`)
 } finally {
   await cleanup()
   await producer.dispose()

@@ -39,8 +39,9 @@ const shortUrl = (url: string): string =>
     .replace(/^.*\/node_modules\//, "")
     .replace(/^.*\/(src|bench)\//, "$1/")
 
-const area = (node: ProfileNode): string => {
-  const { url, functionName } = node.callFrame
+// Where a function's code lives, for CPU and allocation profiles alike.
+const area = (callFrame: { readonly functionName: string; readonly url: string }): string => {
+  const { url, functionName } = callFrame
   if (functionName.startsWith("(")) return functionName // (garbage collector), (program), (idle)
   if (url.includes("/node_modules/effect/")) return "effect runtime & libraries"
   if (url.includes("/node_modules/ioredis/") || url.includes("/node_modules/redis-parser/")) return "ioredis"
@@ -82,7 +83,7 @@ export const summarise = (file: string, topN = 20): ProfileSummary => {
     const entry = byFunction.get(key) ?? { name: functionName || "(anonymous)", where, us: 0 }
     entry.us += us
     byFunction.set(key, entry)
-    byArea.set(area(node), (byArea.get(area(node)) ?? 0) + us)
+    byArea.set(area(node.callFrame), (byArea.get(area(node.callFrame)) ?? 0) + us)
   }
   const busyUs = totalUs - idleUs
   const pct = (us: number) => (100 * us) / busyUs
@@ -124,22 +125,18 @@ const allocationSite = (node: SamplingNode, parent: SamplingNode | undefined): s
 /** A heap sampling profile (HeapProfiler.stopSampling's `head`) as bytes allocated per task, by allocating function. */
 export const renderAllocations = (head: SamplingNode, tasks: number, topN = 25): string => {
   const bySite = new Map<string, number>()
+  const byArea = new Map<string, number>()
   let total = 0
   const visit = (node: SamplingNode, parent: SamplingNode | undefined) => {
     if (node.selfSize > 0) {
       const site = allocationSite(node, parent)
       bySite.set(site, (bySite.get(site) ?? 0) + node.selfSize)
+      byArea.set(area(node.callFrame), (byArea.get(area(node.callFrame)) ?? 0) + node.selfSize)
       total += node.selfSize
     }
     for (const child of node.children) visit(child, node)
   }
   visit(head, undefined)
-  const byArea = new Map<string, number>()
-  for (const [site, bytes] of bySite) {
-    const a = site.includes("effect/dist") ? "effect" : site.includes("ioredis/") || site.includes("redis-parser/") ? "ioredis"
-      : site.includes(" src/") ? "effect-taskiq src/" : site.includes(" bench/") ? "bench" : "node internals & builtins"
-    byArea.set(a, (byArea.get(a) ?? 0) + bytes)
-  }
   return [
     `allocations: ${(total / tasks).toFixed(0)} bytes per task (sampled, objects collected since included)`,
     ...[...byArea.entries()].sort((a, b) => b[1] - a[1]).map(([a, bytes]) =>
