@@ -91,7 +91,7 @@ export interface Options {
   readonly resultsFile: URL
 }
 
-const usage = `usage: npm run bench -- [--quick] [--profile] [--prefetch=N] [--v8-pretenuring] [--only=${workloads.join(",")}] [--reps=N] [--n=N]
+const usage = `usage: npm run bench -- [--quick] [--profile] [--prefetch=N] [--v8-pretenuring] [--only=${workloads.join(",")}] [--reps=N] [--n=N] [--warmup=N]
   --quick     small sizes (N=${quick.n}, ${quick.roundTrips} round trips, footprint ${quick.footprintN}, scale to 2 workers); under 2 minutes
   --profile   also CPU-profile our worker child (as node --cpu-prof would) and print where its time goes
   --prefetch  our worker's maxPrefetch (default 0, the library's default): messages read ahead of free slots
@@ -99,6 +99,7 @@ const usage = `usage: npm run bench -- [--quick] [--profile] [--prefetch=N] [--v
               (by default it is turned off in our worker, as the worker command does; BullMQ and raw run with Node's defaults)
   --only      run only these workloads (backlog: a paused worker per system, its queue filled with N tasks, timed draining it)
   --reps/--n  override the repetitions / tasks per run (N: enqueue, end to end, backlog)
+  --warmup    override the untimed tasks each fresh worker and producer runs first (every system alike)
 Redis: TASKIQ_REDIS_URL (default redis://127.0.0.1:6379/0), loopback only unless --allow-remote.`
 
 const isLoopback = (url: string): boolean => {
@@ -124,6 +125,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
   let only: ReadonlyArray<WorkloadName> = workloads
   let reps: number | undefined
   let n: number | undefined
+  let warmup: number | undefined
   let prefetch = 0
   let v8Pretenuring = false
   for (const arg of argv) {
@@ -133,6 +135,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     else if (flag === "--allow-remote") allowRemote = true
     else if (flag === "--reps") reps = positiveInt(flag, value)
     else if (flag === "--n") n = positiveInt(flag, value)
+    else if (flag === "--warmup") warmup = positiveInt(flag, value)
     else if (flag === "--v8-pretenuring") v8Pretenuring = true
     else if (flag === "--prefetch") prefetch = value === "0" ? 0 : positiveInt(flag, value)
     else if (flag === "--only") {
@@ -146,7 +149,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     } else throw new Error(`unknown argument "${arg}"\n${usage}`)
   }
   const base = mode === "quick" ? quick : full
-  const sizes: Sizes = { ...base, reps: reps ?? base.reps, n: n ?? base.n }
+  const sizes: Sizes = { ...base, reps: reps ?? base.reps, n: n ?? base.n, warmup: warmup ?? base.warmup }
   const url = process.env.TASKIQ_REDIS_URL || "redis://127.0.0.1:6379/0"
   // A benchmark across a network measures the network; and this harness must not talk to other hosts by accident.
   if (!allowRemote && !isLoopback(url)) {

@@ -6,7 +6,7 @@
 // runs on a thread of its own, so each module loaded after it costs a round trip to that thread (resolve and load),
 // and tsx turns on source maps, which Node then reads for every module that names one. Effect, @effect/cli and
 // @effect/platform are hundreds of modules that need neither: loaded first, a worker is ready ≈ 0.4 s sooner
-// (1.76 → 1.37 s from spawn to consuming, examples/app.ts). They are the very modules the command imports later
+// (1.8 → 1.4 s from spawn to consuming, examples/app.ts). They are the very modules the command imports later
 // (same URLs), so nothing is loaded twice.
 await Promise.all([
   import("effect"),
