@@ -39,6 +39,9 @@ const shortUrl = (url: string): string =>
     .replace(/^.*\/node_modules\//, "")
     .replace(/^.*\/(src|bench)\//, "$1/")
 
+// Adds `amount` to `key`'s running total.
+const addTo = <K>(totals: Map<K, number>, key: K, amount: number): void => void totals.set(key, (totals.get(key) ?? 0) + amount)
+
 // Where a function's code lives, for CPU and allocation profiles alike.
 const area = (callFrame: { readonly functionName: string; readonly url: string }): string => {
   const { url, functionName } = callFrame
@@ -65,7 +68,7 @@ export const summarise = (file: string, topN = 20): ProfileSummary => {
   }
   // Sample i was taken timeDeltas[i] µs after sample i-1: charge that interval to sample i's function.
   const selfUs = new Map<number, number>()
-  profile.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)))
+  profile.samples.forEach((id, i) => addTo(selfUs, id, profile.timeDeltas[i] ?? 0))
   let totalUs = 0
   let idleUs = 0
   const byFunction = new Map<string, { name: string; where: string; us: number }>()
@@ -83,7 +86,7 @@ export const summarise = (file: string, topN = 20): ProfileSummary => {
     const entry = byFunction.get(key) ?? { name: functionName || "(anonymous)", where, us: 0 }
     entry.us += us
     byFunction.set(key, entry)
-    byArea.set(area(node.callFrame), (byArea.get(area(node.callFrame)) ?? 0) + us)
+    addTo(byArea, area(node.callFrame), us)
   }
   const busyUs = totalUs - idleUs
   const pct = (us: number) => (100 * us) / busyUs
@@ -129,23 +132,22 @@ export const renderAllocations = (head: SamplingNode, tasks: number, topN = 25):
   let total = 0
   const visit = (node: SamplingNode, parent: SamplingNode | undefined) => {
     if (node.selfSize > 0) {
-      const site = allocationSite(node, parent)
-      bySite.set(site, (bySite.get(site) ?? 0) + node.selfSize)
-      byArea.set(area(node.callFrame), (byArea.get(area(node.callFrame)) ?? 0) + node.selfSize)
+      addTo(bySite, allocationSite(node, parent), node.selfSize)
+      addTo(byArea, area(node.callFrame), node.selfSize)
       total += node.selfSize
     }
     for (const child of node.children) visit(child, node)
   }
   visit(head, undefined)
+  const rows = (totals: Map<string, number>, limit = totals.size) =>
+    [...totals.entries()].sort((a, b) => b[1] - a[1]).slice(0, limit).map(([label, bytes]) =>
+      `  ${(bytes / tasks).toFixed(0).padStart(6)} B  ${(100 * bytes / total).toFixed(1).padStart(5)} %  ${label}`
+    )
   return [
     `allocations: ${(total / tasks).toFixed(0)} bytes per task (sampled, objects collected since included)`,
-    ...[...byArea.entries()].sort((a, b) => b[1] - a[1]).map(([a, bytes]) =>
-      `  ${(bytes / tasks).toFixed(0).padStart(6)} B  ${(100 * bytes / total).toFixed(1).padStart(5)} %  ${a}`
-    ),
+    ...rows(byArea),
     "  by allocating function:",
-    ...[...bySite.entries()].sort((a, b) => b[1] - a[1]).slice(0, topN).map(([site, bytes]) =>
-      `  ${(bytes / tasks).toFixed(0).padStart(6)} B  ${(100 * bytes / total).toFixed(1).padStart(5)} %  ${site}`
-    )
+    ...rows(bySite, topN)
   ].join("\n")
 }
 
