@@ -83,6 +83,11 @@ export interface E2EResult {
   readonly totalMs: number
   /** CPU the worker children used per task, µs: where a framework's cost shows on a no-op. */
   readonly workerCpuMicrosPerTask: number
+  /**
+   * CPU the harness used per task, µs: the producer submitting the tasks (each system's own client), plus the
+   * harness's polling for the drain, alike for every system.
+   */
+  readonly producerCpuMicrosPerTask: number
   /** CPU Redis used per task, µs, and its calls per task by command (the harness's polling included). */
   readonly redisCpuMicrosPerTask: number
   readonly redisCallsPerTask: Record<string, number>
@@ -156,6 +161,7 @@ export const measureSpan = async (workers: ReadonlyArray<WorkerChild>, admin: Re
         if (delta > 0) calls[command] = delta
       }
       return {
+        harnessCpuMicros: harnessAfter - harnessBefore,
         redisCpuMicros,
         redisCalls: calls,
         foreignCpuCores: machineBefore === undefined || machineAfter === undefined
@@ -199,6 +205,7 @@ export const runE2E = async (
     totalMs: drained - started,
     // The worker's CPU is read a little after the drain, the time it takes to notice; idle costs ~nothing.
     workerCpuMicrosPerTask: (after.cpuMicros - before.cpuMicros) / n,
+    producerCpuMicrosPerTask: cost.harnessCpuMicros / n,
     redisCpuMicrosPerTask: cost.redisCpuMicros / n,
     redisCallsPerTask,
     foreignCpuCores: cost.foreignCpuCores

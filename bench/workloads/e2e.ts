@@ -41,6 +41,8 @@ const series = async (ctx: Context, concurrency: number, steps: ReadonlyArray<St
         const values = perSystem()
         const workerCpu = perSystem()
         const redisCpu = perSystem()
+        const producerCpu = perSystem()
+        const allCpu = perSystem()
         for (let rep = 0; rep < reps; rep++) {
           for (const system of rotate(systems, rep)) {
             await settle(ctx)
@@ -48,6 +50,8 @@ const series = async (ctx: Context, concurrency: number, steps: ReadonlyArray<St
             values[system].push(r.jobsPerSec)
             workerCpu[system].push(r.workerCpuMicrosPerTask)
             redisCpu[system].push(r.redisCpuMicrosPerTask)
+            producerCpu[system].push(r.producerCpuMicrosPerTask)
+            allCpu[system].push(r.workerCpuMicrosPerTask + r.redisCpuMicrosPerTask + r.producerCpuMicrosPerTask)
             runs.push({ concurrency, workers: step.workers, system, rep, n, ...r })
           }
         }
@@ -56,6 +60,9 @@ const series = async (ctx: Context, concurrency: number, steps: ReadonlyArray<St
           if (f.withCpu) {
             ctx.figures.push({ workload: f.workload, label: `  worker CPU per task, c${concurrency}`, unit: "µs", better: "lower", values: workerCpu })
             ctx.figures.push({ workload: f.workload, label: `  Redis CPU per task, c${concurrency}`, unit: "µs", better: "lower", values: redisCpu })
+            ctx.figures.push({ workload: f.workload, label: `  producer CPU per task, c${concurrency}`, unit: "µs", better: "lower", values: producerCpu })
+            // On a machine whose cores the three share, this bounds the throughput: cores ÷ CPU per task.
+            ctx.figures.push({ workload: f.workload, label: `  all three, CPU per task, c${concurrency}`, unit: "µs", better: "lower", values: allCpu })
           }
         }
         ctx.log(`${step.workers} worker(s) per system at concurrency ${concurrency}: done`)
