@@ -7,6 +7,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import { Broker, type Delivery } from "../src/Broker.js"
 import * as MemoryBroker from "../src/Broker/Memory.js"
@@ -474,7 +475,7 @@ const onPrivateRedis = Effect.gen(function*() {
       const stats = await raw.info("commandstats")
       return commands.reduce((sum, c) => sum + Number(new RegExp(`cmdstat_${c}:calls=(\\d+)`).exec(stats)?.[1] ?? 0), 0)
     })
-  return { raw, broker: Context.get(ctx, Broker), backend: Context.get(ctx, ResultBackend), count }
+  return { raw, url: redis.url, broker: Context.get(ctx, Broker), backend: Context.get(ctx, ResultBackend), count }
 })
 
 describe("Redis broker", () => {
@@ -502,6 +503,34 @@ describe("Redis broker", () => {
       const failed = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => i), (i) => Effect.flip(broker.publish(message(i))), { concurrency: "unbounded" })
       assert.deepStrictEqual(failed.map((e) => (e as { reason?: string }).reason), Array.from({ length: 10 }, () => "Publish"))
       assert.include(failed[0]!.message, "OOM")
+    }))
+
+  it.scopedLive("submissions made together go out in scripts of at most 256 messages each, in order", () =>
+    Effect.gen(function*() {
+      const { broker, raw, url } = yield* onPrivateRedis
+      // Each script call as Redis saw it: EVAL(SHA) <script or its sha> 1 <stream> <signed> <message…>.
+      const watcher = yield* rawClient(url)
+      const monitor = yield* Effect.acquireRelease(
+        Effect.promise(() => watcher.monitor()),
+        (m) => Effect.sync(() => m.disconnect())
+      )
+      const sizes: Array<number> = []
+      monitor.on("monitor", (_time: string, args: ReadonlyArray<string>) => {
+        const command = args[0]?.toLowerCase()
+        if (command === "evalsha" || command === "eval") sizes.push(args.length - 5)
+      })
+      // 600 submissions in one turn of the event loop, as a burst of requests would make them.
+      const runtime = yield* Effect.runtime<never>()
+      const fibers = Array.from({ length: 600 }, (_, i) => Runtime.runFork(runtime, broker.publish(message(i)), { immediate: true }))
+      yield* Fiber.joinAll(fibers)
+      yield* Effect.promise(() => raw.ping()) // MONITOR has passed on every command sent before this one
+      yield* Effect.sleep("50 millis")
+      assert.deepStrictEqual(sizes, [256, 256, 88])
+      const entries = yield* Effect.promise(() => raw.xrange("q", "-", "+"))
+      assert.deepStrictEqual(
+        entries.map(([, fields]) => Either.getOrThrow(TaskMessage.decodeJson(fields[1]!)).args[0]),
+        Array.from({ length: 600 }, (_, i) => i)
+      )
     }))
 
   it.scopedLive("a consumer that read fewer messages than it asked for waits with one blocking read, not a read that finds nothing first", () =>
