@@ -14,7 +14,7 @@ const program = Effect.gen(function*() {
   const value = yield* scheduleAsync(add, 40, 2).pipe(Effect.flatMap((h) => h.result({ timeout: "10 seconds" })))
   console.log("scheduleAsync(add, 40, 2):", value)             // just the value: 42
 
-  // Many at once, as BullMQ's addBulk: one round trip per thousand; every argument list is validated first.
+  // Many at once, as BullMQ's addBulk: one round trip; every argument list is validated first.
   const handles = yield* add.kiqMany([[1, 1], [2, 2], [3, 3]])
   const sums = yield* Effect.forEach(handles, (h) => h.result({ timeout: "10 seconds" }))
   console.log("add.kiqMany:", sums.join(" "))                  // 2 4 6

@@ -80,8 +80,8 @@ export const scheduleWith: {
     : scheduleFunction(taskOrFn as AsyncFunction, args, options)) as never
 
 /**
- * Submits many runs of a declared task, or of an exported async function via `kc.exec`, in one round trip per
- * thousand; their handles, in order. Every argument list is checked before anything is published. Options as
+ * Submits many runs of a declared task, or of an exported async function via `kc.exec`, in one round trip; their
+ * handles, in order. Every argument list is checked before anything is published. Options as
  * `kiqMany` takes them (a `delay` or `at` holds them all; no `idempotencyKey`).
  */
 export const scheduleMany: {

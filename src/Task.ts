@@ -143,7 +143,7 @@ export interface Task<Args extends ReadonlyArray<any>, A, E = never, R = never> 
   readonly decodeFailure: Codec<unknown, E>
   /** Submits the task with these arguments. */
   readonly kiq: (...args: Args) => Effect.Effect<TaskHandle.TaskHandle<A, E>, ScheduleError, Broker>
-  /** Submits many runs at once (one round trip per thousand); their handles, in order. */
+  /** Submits many runs at once (one round trip); their handles, in order. */
   readonly kiqMany: (
     argsList: Iterable<Args>,
     options?: SubmitOptions
@@ -389,7 +389,7 @@ const send = <Args extends ReadonlyArray<any>, A, E, R>(
 }
 
 /**
- * Submits many runs of a task at once — one round trip per thousand, like BullMQ's `addBulk` — and returns their
+ * Submits many runs of a task at once — one round trip, like BullMQ's `addBulk` — and returns their
  * handles in order. Every submission is validated first: one bad set of arguments fails the call and publishes
  * nothing. Takes the options of a submission (`delay` / `at` hold them all until then) except `idempotencyKey`,
  * which names a single submission.

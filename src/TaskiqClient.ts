@@ -203,7 +203,7 @@ export class TaskiqClient {
   }
 
   /**
-   * Submits many runs of a declared task or an exported async function in one round trip per thousand (as BullMQ's
+   * Submits many runs of a declared task or an exported async function in one round trip (as BullMQ's
    * `addBulk`); resolves to their handles, in order. Every argument list is checked before anything is published.
    */
   scheduleMany<Args extends ReadonlyArray<any>, A, E, R>(

@@ -475,8 +475,27 @@ const onPrivateRedis = Effect.gen(function*() {
       const stats = await raw.info("commandstats")
       return commands.reduce((sum, c) => sum + Number(new RegExp(`cmdstat_${c}:calls=(\\d+)`).exec(stats)?.[1] ?? 0), 0)
     })
-  return { raw, url: redis.url, broker: Context.get(ctx, Broker), backend: Context.get(ctx, ResultBackend), count }
+  // Watches (MONITOR) the scripts this test runs: `sizes()` gives how many messages each one carried so far, from its
+  // arguments, EVAL(SHA) <script or its sha> <numkeys> <key> [<more args>] <signed> <message…>, here with numkeys 1.
+  const scriptSizes = Effect.gen(function*() {
+    const watcher = yield* rawClient(redis.url)
+    const monitor = yield* Effect.acquireRelease(Effect.promise(() => watcher.monitor()), (m) => Effect.sync(() => m.disconnect()))
+    const seen: Array<number> = []
+    monitor.on("monitor", (_time: string, args: ReadonlyArray<string>) => {
+      const command = args[0]?.toLowerCase()
+      if (command === "evalsha" || command === "eval") seen.push(args.length - 5)
+    })
+    // A PING sent after the scripts comes back after MONITOR has passed them on.
+    return () => Effect.promise(() => raw.ping().then(() => new Promise((resolve) => setTimeout(resolve, 50)))).pipe(Effect.map(() => [...seen]))
+  })
+  return { raw, broker: Context.get(ctx, Broker), backend: Context.get(ctx, ResultBackend), count, scriptSizes }
 })
+
+// The first argument of every task message in `stream`, in stream order.
+const streamArgs = (raw: { xrange: (key: string, start: string, end: string) => Promise<Array<[string, Array<string>]>> }, stream: string) =>
+  Effect.promise(() => raw.xrange(stream, "-", "+")).pipe(
+    Effect.map((entries) => entries.map(([, fields]) => Either.getOrThrow(TaskMessage.decodeJson(fields[1]!)).args[0]))
+  )
 
 describe("Redis broker", () => {
   it.scoped("concurrent publishes go out together in one round trip, in order; an awaited one alone; a failed round trip fails each", () =>
@@ -507,30 +526,27 @@ describe("Redis broker", () => {
 
   it.scopedLive("submissions made together go out in scripts of at most 256 messages each, in order", () =>
     Effect.gen(function*() {
-      const { broker, raw, url } = yield* onPrivateRedis
-      // Each script call as Redis saw it: EVAL(SHA) <script or its sha> 1 <stream> <signed> <message…>.
-      const watcher = yield* rawClient(url)
-      const monitor = yield* Effect.acquireRelease(
-        Effect.promise(() => watcher.monitor()),
-        (m) => Effect.sync(() => m.disconnect())
-      )
-      const sizes: Array<number> = []
-      monitor.on("monitor", (_time: string, args: ReadonlyArray<string>) => {
-        const command = args[0]?.toLowerCase()
-        if (command === "evalsha" || command === "eval") sizes.push(args.length - 5)
-      })
+      const { broker, raw, scriptSizes } = yield* onPrivateRedis
+      const sizes = yield* scriptSizes
       // 600 submissions in one turn of the event loop, as a burst of requests would make them.
       const runtime = yield* Effect.runtime<never>()
       const fibers = Array.from({ length: 600 }, (_, i) => Runtime.runFork(runtime, broker.publish(message(i)), { immediate: true }))
       yield* Fiber.joinAll(fibers)
-      yield* Effect.promise(() => raw.ping()) // MONITOR has passed on every command sent before this one
-      yield* Effect.sleep("50 millis")
-      assert.deepStrictEqual(sizes, [256, 256, 88])
-      const entries = yield* Effect.promise(() => raw.xrange("q", "-", "+"))
-      assert.deepStrictEqual(
-        entries.map(([, fields]) => Either.getOrThrow(TaskMessage.decodeJson(fields[1]!)).args[0]),
-        Array.from({ length: 600 }, (_, i) => i)
-      )
+      assert.deepStrictEqual(yield* sizes(), [256, 256, 88])
+      assert.deepStrictEqual(yield* streamArgs(raw, "q"), Array.from({ length: 600 }, (_, i) => i))
+    }))
+
+  it.scopedLive("a bulk publish goes out in scripts of at most 256 messages each, in order, delayed or not", () =>
+    Effect.gen(function*() {
+      const { broker, raw, scriptSizes } = yield* onPrivateRedis
+      const sizes = yield* scriptSizes
+      yield* broker.publishManyRaw(Array.from({ length: 1000 }, (_, i) => TaskMessage.encodeJson(message(i))))
+      assert.deepStrictEqual(yield* sizes(), [256, 256, 256, 232])
+      assert.deepStrictEqual(yield* streamArgs(raw, "q"), Array.from({ length: 1000 }, (_, i) => i))
+      // Delayed: publish_many_later.lua takes the delay, the wake channel and the priority prefix before the flag.
+      yield* broker.publishManyRaw(Array.from({ length: 300 }, (_, i) => TaskMessage.encodeJson(message(i))), "normal", 60_000)
+      assert.deepStrictEqual((yield* sizes()).slice(4).map((n) => n - 3), [256, 44])
+      assert.strictEqual(yield* Effect.promise(() => raw.zcard("q:delayed")), 300)
     }))
 
   it.scopedLive("a consumer that read fewer messages than it asked for waits with one blocking read, not a read that finds nothing first", () =>

@@ -191,12 +191,13 @@ const selectedIds = (selection: DeadLetterSelection): Array<string> => {
 const batchSize = 1000
 
 /**
- * Concurrent plain publishes go out in scripts of at most this many messages. publish_many.lua holds Redis
- * ≈ 2.3 µs a message (a thousand: 2.3 ms, while every worker's completion waits); 256 hold it ≈ 0.55 ms, and a
- * producer with many submissions in flight keeps several scripts on the wire instead of waiting on one
- * (1,000 in flight: 1.95–2.11× BullMQ against 1.51–1.63× with a thousand a script, bench/RESULTS.md).
+ * Messages published by one script, at most: concurrent plain publishes, and a bulk publish in as many scripts as
+ * it takes. publish_many.lua holds Redis ≈ 2.3 µs a message (a thousand: 2.3 ms, while every worker's completion
+ * waits); 256 hold it ≈ 0.55 ms, and a producer with many submissions in flight keeps several scripts on the wire
+ * instead of waiting on one (1,000 in flight: 1.95–2.11× BullMQ against 1.51–1.63× with a thousand a script,
+ * bench/RESULTS.md).
  */
-const coalescedMax = 256
+const maxPerScript = 256
 
 const undecodable = (reason: TaskMessage.MessageDecodeError["reason"], detail: string) =>
   Either.left(new TaskMessage.MessageDecodeError({ reason, detail }))
@@ -279,7 +280,7 @@ export const make = (options: RedisBrokerOptions = {}) =>
       return args
     }
     const signedFlag = signer === undefined ? "0" : "1"
-    // Many messages (at most a thousand: one script should not block Redis for long) in one publish_many.lua.
+    // Many messages (at most `maxPerScript`: one script should not hold Redis for long) in one publish_many.lua.
     const publishManyTo = (stream: string, batch: ReadonlyArray<string>): Promise<number> =>
       client.taskiqPublishMany(stream, signedFlag, ...withSignatures(batch))
     // Many messages due after the same delay, in one publish_many_later.lua (members as publish.lua makes them).
@@ -294,9 +295,9 @@ export const make = (options: RedisBrokerOptions = {}) =>
         : client.xadd(stream, "*", "data", data, "sig", signer.sign(data))
     }
     const plain: Record<Priority, Coalescer.Submit<string, BrokerError>> = {
-      high: Coalescer.make(sendTo(k.streams.high), publishFailed, coalescedMax),
-      normal: Coalescer.make(sendTo(k.streams.normal), publishFailed, coalescedMax),
-      low: Coalescer.make(sendTo(k.streams.low), publishFailed, coalescedMax)
+      high: Coalescer.make(sendTo(k.streams.high), publishFailed, maxPerScript),
+      normal: Coalescer.make(sendTo(k.streams.normal), publishFailed, maxPerScript),
+      low: Coalescer.make(sendTo(k.streams.low), publishFailed, maxPerScript)
     }
     // A plain message is one XADD; a delayed one or one with an idempotency key goes through publish.lua.
     const publishTo = (priority: Priority, data: string, publishOptions: PublishOptions | undefined) => {
@@ -324,11 +325,15 @@ export const make = (options: RedisBrokerOptions = {}) =>
         for (const d of data) if (overLimit(d)) return Effect.fail(tooLarge(d))
         const later = delayOf({ delayMs })
         return Effect.tryPromise({
+          // Every script goes out at once, in order on the one connection: a single round trip for the whole batch,
+          // and no script holds Redis for long.
           try: async () => {
-            for (let i = 0; i < data.length; i += 1000) {
-              const batch = data.slice(i, i + 1000)
-              await (later === undefined ? publishManyTo(streamOf(priority), batch) : publishManyLater(priority, later, batch))
+            const sent: Array<Promise<number>> = []
+            for (let i = 0; i < data.length; i += maxPerScript) {
+              const batch = data.slice(i, i + maxPerScript)
+              sent.push(later === undefined ? publishManyTo(streamOf(priority), batch) : publishManyLater(priority, later, batch))
             }
+            await Promise.all(sent)
           },
           catch: (c) => fail("Publish", c)
         })
