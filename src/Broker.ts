@@ -149,8 +149,8 @@ export class Broker extends Context.Tag("effect-taskiq/Broker")<Broker, {
   /** Publishes raw payload text as another producer would (tests, replays). */
   readonly publishRaw: (data: string, options?: PublishOptions) => Effect.Effect<string | undefined, BrokerError>
   /**
-   * Publishes many payloads of one priority at once (a bulk submission: one round trip, in scripts of at most 256), now or all
-   * after `delayMs`; all or, on a size error, none of them.
+   * Publishes many payloads of one priority at once (a bulk submission: one round trip), now or all after `delayMs`;
+   * all or, on a size error, none of them.
    */
   readonly publishManyRaw: (
     data: ReadonlyArray<string>,

@@ -1,8 +1,9 @@
 /**
- * Coalesces the submissions made in one turn of the event loop into round trips of up to `maxBatch`: concurrent
- * `kiq`s (a request handler, a loop with `concurrency`) cost one Redis command and one promise per batch, instead of
- * one each; a full batch goes out at once, without waiting for the end of the turn. A lone submission is sent at once, in the same microtask queue, so an awaited `kiq` waits no longer.
- * Every submitter gets the outcome of the round trip that carried its item.
+ * Coalesces the submissions made in one turn of the event loop into batches of up to `maxBatch`: concurrent `kiq`s
+ * (a request handler, a loop with `concurrency`) cost one Redis command and one promise per batch, instead of one
+ * each; a full batch goes out at once, without waiting for the end of the turn. A lone submission is sent at once, in
+ * the same microtask queue, so an awaited `kiq` waits no longer. Every submitter gets the outcome of the round trip
+ * that carried its item.
  */
 import * as Effect from "effect/Effect"
 
