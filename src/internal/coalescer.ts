@@ -14,7 +14,7 @@ export type Send<A> = (items: ReadonlyArray<A>) => Promise<unknown>
 export type Submit<A, E> = (item: A) => Effect.Effect<void, E>
 
 /** A coalescer over `send`; `onError` turns a failed round trip into every submitter's error. */
-export const make = <A, E>(send: Send<A>, onError: (cause: unknown) => E, maxBatch = 1000): Submit<A, E> => {
+export const make = <A, E>(send: Send<A>, onError: (cause: unknown) => E, maxBatch: number): Submit<A, E> => {
   let items: Array<A> = []
   let resumes: Array<(effect: Effect.Effect<void, E>) => void> = []
   let scheduled = false
